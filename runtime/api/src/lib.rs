@@ -1,1 +1,10 @@
-//! placeholder
+//! The HTTP API: `fn app(state) -> Router`. Health, the loaded guests with their grants,
+//! budgets and counters, and the latest samples of each collector. Only this crate (and `web/`) speaks HTTP.
+
+mod error;
+mod routes;
+mod state;
+
+pub use error::AppError;
+pub use routes::app;
+pub use state::{AppState, Round};

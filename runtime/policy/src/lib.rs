@@ -1,1 +1,11 @@
-//! placeholder
+//! Policy manifests: the TOML file that names a guest, what it may touch and how much it
+//! may use, and the loader that turns a policy directory into loaded guests.
+//!
+//! This crate decides what a manifest means and refuses a malformed one with an error
+//! naming the file and field; it leaves isolation to the engine and scheduling to callers.
+
+mod manifest;
+mod set;
+
+pub use manifest::{Manifest, ManifestError};
+pub use set::{LoadedPolicy, PolicyError, load_dir};

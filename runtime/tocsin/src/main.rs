@@ -1,1 +1,87 @@
-fn main(){}
+//! The `tocsin` binary: command-line parsing and dispatch. Wiring lives in `run.rs`,
+//! configuration in `config.rs`.
+
+mod config;
+mod run;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Tocsin: a monitoring runtime extended with sandboxed WebAssembly guests.
+#[derive(Debug, Parser)]
+#[command(name = "tocsin", version)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Start the runtime: load policies, run guests, serve HTTP.
+    Run(RunArgs),
+    /// Work with configuration files.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+}
+
+#[derive(Debug, clap::Args)]
+struct RunArgs {
+    /// Configuration file (embedded defaults when absent).
+    #[arg(long, env = "TOCSIN_CONFIG")]
+    config: Option<PathBuf>,
+    /// Override `http.listen`.
+    #[arg(long)]
+    listen: Option<SocketAddr>,
+    /// Override `data_dir`.
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Override `policies.dir`.
+    #[arg(long)]
+    policies: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+enum ConfigCommand {
+    /// Validate a configuration file (with the environment applied); exit 1 if invalid.
+    Check {
+        /// The file.
+        file: PathBuf,
+    },
+    /// Print the documented default configuration file.
+    Default,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Run(args) => {
+            let overrides = config::Overrides {
+                data_dir: args.data_dir,
+                listen: args.listen,
+                policies: args.policies,
+            };
+            config::load(args.config.as_deref(), &overrides)
+                .map_err(anyhow::Error::from)
+                .and_then(run::run)
+        }
+        Command::Config(ConfigCommand::Check { file }) => {
+            config::load(Some(&file), &config::Overrides::default())
+                .map(|_| println!("{}: ok", file.display()))
+                .map_err(anyhow::Error::from)
+        }
+        Command::Config(ConfigCommand::Default) => {
+            print!("{}", config::DEFAULT_FILE);
+            Ok(())
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("tocsin: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

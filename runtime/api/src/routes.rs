@@ -1,0 +1,164 @@
+//! Routes and handlers.
+
+use axum::extract::{Path, State};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde_json::{Value, json};
+use tocsin_engine::Guest;
+
+use crate::error::AppError;
+use crate::state::AppState;
+
+/// The API router over `state`.
+pub fn app(state: AppState) -> Router {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/api/guests", get(list_guests))
+        .route("/api/guests/{name}", get(get_guest))
+        .route("/api/samples/latest", get(latest_samples))
+        .fallback(|| async { AppError::not_found("no such route") })
+        .with_state(state)
+}
+
+async fn healthz(State(state): State<AppState>) -> Json<Value> {
+    let guests = state.guests();
+    let errors = state.load_errors();
+    Json(json!({
+        "status": "ok",
+        "version": env!("CARGO_PKG_VERSION"),
+        "uptime_seconds": state.uptime_seconds(),
+        "guests": guests.len(),
+        "policy_errors": errors.len(),
+    }))
+}
+
+fn describe(g: &Guest) -> Value {
+    json!({
+        "name": g.name(),
+        "kind": g.kind(),
+        "sha256": g.sha256(),
+        "grants": g.grants().iter().map(|c| c.name()).collect::<Vec<_>>(),
+        "budgets": g.budgets(),
+        "stats": g.stats(),
+    })
+}
+
+async fn list_guests(State(state): State<AppState>) -> Json<Value> {
+    let guests: Vec<Value> = state.guests().iter().map(describe).collect();
+    Json(json!({ "guests": guests, "errors": state.load_errors() }))
+}
+
+async fn get_guest(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<Json<Value>, AppError> {
+    state
+        .guests()
+        .iter()
+        .find(|g| g.name() == name)
+        .map(|g| Json(describe(g)))
+        .ok_or_else(|| AppError::not_found(format!("no guest named `{name}`")))
+}
+
+async fn latest_samples(State(state): State<AppState>) -> Json<Value> {
+    let rounds: serde_json::Map<String, Value> = state
+        .latest()
+        .into_iter()
+        .map(|(name, round)| {
+            let samples: Vec<Value> = round
+                .samples
+                .iter()
+                .map(|s| {
+                    let labels: serde_json::Map<String, Value> = s
+                        .labels
+                        .iter()
+                        .map(|(k, v)| (k.clone(), Value::from(v.as_str())))
+                        .collect();
+                    // NaN and infinities are not JSON numbers: they travel as strings.
+                    let value = if s.value.is_finite() {
+                        Value::from(s.value)
+                    } else {
+                        Value::from(s.value.to_string())
+                    };
+                    json!({ "name": s.name, "labels": labels, "ts_ms": s.ts_ms, "value": value })
+                })
+                .collect();
+            (name, json!({ "at_ms": round.at_ms, "samples": samples }))
+        })
+        .collect();
+    Json(Value::Object(rounds))
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::body::Body;
+    use axum::http::{Request, StatusCode};
+    use tower::ServiceExt;
+
+    use super::*;
+
+    async fn get_json(app: Router, uri: &str) -> (StatusCode, Value) {
+        let response = app
+            .oneshot(Request::get(uri).body(Body::empty()).expect("request"))
+            .await
+            .expect("response");
+        let status = response.status();
+        let bytes = axum::body::to_bytes(response.into_body(), 1 << 20)
+            .await
+            .expect("body");
+        (status, serde_json::from_slice(&bytes).expect("json"))
+    }
+
+    #[tokio::test]
+    async fn healthz_reports_ok_and_counts() {
+        let state = AppState::new();
+        state.set_guests(vec![], vec!["p.toml: broken".into()]);
+        let (status, body) = get_json(app(state), "/healthz").await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(body["status"], "ok");
+        assert_eq!(body["guests"], 0);
+        assert_eq!(body["policy_errors"], 1);
+    }
+
+    #[tokio::test]
+    async fn unknown_guest_and_route_are_json_404s() {
+        let (status, body) = get_json(app(AppState::new()), "/api/guests/nope").await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+        assert_eq!(body["error"], "no guest named `nope`");
+        let (status, body) = get_json(app(AppState::new()), "/nowhere").await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+        assert_eq!(body["error"], "no such route");
+    }
+
+    #[tokio::test]
+    async fn latest_samples_render_non_finite_values_as_strings() {
+        use tocsin_engine::types::Sample;
+        let state = AppState::new();
+        let sample = |name: &str, value| Sample {
+            name: name.into(),
+            labels: vec![("core".into(), "0".into())],
+            ts_ms: 5,
+            value,
+        };
+        state.set_latest(
+            "basics",
+            crate::Round { at_ms: 5, samples: vec![sample("a", 1.5), sample("b", f64::NAN)] },
+        );
+        let (status, body) = get_json(app(state), "/api/samples/latest").await;
+        assert_eq!(status, StatusCode::OK);
+        let samples = &body["basics"]["samples"];
+        assert_eq!(samples[0]["value"], 1.5);
+        assert_eq!(samples[0]["labels"]["core"], "0");
+        assert_eq!(samples[1]["value"], "NaN");
+    }
+
+    #[tokio::test]
+    async fn guests_list_carries_load_errors() {
+        let state = AppState::new();
+        state.set_guests(vec![], vec!["x.toml: bad".into()]);
+        let (status, body) = get_json(app(state), "/api/guests").await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(body["guests"], json!([]));
+        assert_eq!(body["errors"][0], "x.toml: bad");
+    }
+}

@@ -1,0 +1,90 @@
+//! Shared state of the API: start time, the loaded guests and the policies that failed.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, RwLock};
+use std::time::Instant;
+
+use tocsin_engine::Guest;
+use tocsin_engine::types::Sample;
+
+/// The latest round of one collector.
+#[derive(Debug, Clone)]
+pub struct Round {
+    /// When it was collected (ms since the epoch).
+    pub at_ms: i64,
+    /// What it returned.
+    pub samples: Vec<Sample>,
+}
+
+/// What handlers read. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct AppState {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    started: Instant,
+    guests: RwLock<Vec<Guest>>,
+    load_errors: RwLock<Vec<String>>,
+    latest: RwLock<BTreeMap<String, Round>>,
+}
+
+impl Default for AppState {
+    fn default() -> Self {
+        AppState::new()
+    }
+}
+
+impl AppState {
+    /// Empty state, started now.
+    pub fn new() -> AppState {
+        AppState {
+            inner: Arc::new(Inner {
+                started: Instant::now(),
+                guests: RwLock::new(Vec::new()),
+                load_errors: RwLock::new(Vec::new()),
+                latest: RwLock::new(BTreeMap::new()),
+            }),
+        }
+    }
+
+    /// Replace the loaded guests and the load errors.
+    pub fn set_guests(&self, guests: Vec<Guest>, errors: Vec<String>) {
+        *self.inner.guests.write().unwrap_or_else(|e| e.into_inner()) = guests;
+        *self.inner.load_errors.write().unwrap_or_else(|e| e.into_inner()) = errors;
+    }
+
+    /// The loaded guests.
+    pub fn guests(&self) -> Vec<Guest> {
+        self.inner.guests.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Policies that did not load, with their reasons.
+    pub fn load_errors(&self) -> Vec<String> {
+        self.inner
+            .load_errors
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Record the latest round of collector `name`.
+    pub fn set_latest(&self, name: &str, round: Round) {
+        self.inner
+            .latest
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(name.to_string(), round);
+    }
+
+    /// The latest round of every collector, by name.
+    pub fn latest(&self) -> BTreeMap<String, Round> {
+        self.inner.latest.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Seconds since start.
+    pub fn uptime_seconds(&self) -> u64 {
+        self.inner.started.elapsed().as_secs()
+    }
+}

@@ -1,0 +1,267 @@
+//! Tocsin's configuration: one TOML file, `deny_unknown_fields`, every field documented.
+//! Sources, strongest first: CLI flags > `TOCSIN_*` environment > file > defaults.
+//! Nested keys in the environment use `__`: `TOCSIN_HTTP__LISTEN=0.0.0.0:8080`.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+
+/// The whole configuration.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Directory for Tocsin's own data: the database and the compiled-guest cache.
+    pub data_dir: PathBuf,
+    /// The HTTP server (API, dashboard, /healthz).
+    pub http: HttpConfig,
+    /// The policy set.
+    pub policies: PoliciesConfig,
+    /// The wasm engine.
+    pub engine: EngineSection,
+    /// Logging.
+    pub log: LogConfig,
+}
+
+/// HTTP server settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpConfig {
+    /// Address and port to listen on.
+    pub listen: SocketAddr,
+}
+
+/// Policy set settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PoliciesConfig {
+    /// Directory of policy manifests (`*.toml`), relative to the working directory.
+    pub dir: PathBuf,
+}
+
+/// Engine settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EngineSection {
+    /// Epoch tick in milliseconds: the granularity of guest deadlines (1-100).
+    pub epoch_tick_ms: u64,
+    /// Keep compiled guests on disk under `data_dir/cache` and reuse them across restarts.
+    pub compile_cache: bool,
+}
+
+/// Logging settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// Filter in `tracing` syntax: `info`, `tocsin=debug,info`, ...
+    pub level: String,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            data_dir: PathBuf::from("data"),
+            http: HttpConfig::default(),
+            policies: PoliciesConfig::default(),
+            engine: EngineSection::default(),
+            log: LogConfig::default(),
+        }
+    }
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+        }
+    }
+}
+
+impl Default for PoliciesConfig {
+    fn default() -> Self {
+        PoliciesConfig {
+            dir: PathBuf::from("policies"),
+        }
+    }
+}
+
+impl Default for EngineSection {
+    fn default() -> Self {
+        EngineSection {
+            epoch_tick_ms: 1,
+            compile_cache: true,
+        }
+    }
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            level: "info".into(),
+        }
+    }
+}
+
+/// The documented default file, as `tocsin config default` prints it.
+pub const DEFAULT_FILE: &str = include_str!("default-config.toml");
+
+/// Overrides from command-line flags (only the ones given).
+#[derive(Debug, Default, Serialize)]
+pub struct Overrides {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub data_dir: Option<PathBuf>,
+    #[serde(skip_serializing_if = "Option::is_none", rename = "http.listen")]
+    pub listen: Option<SocketAddr>,
+    #[serde(skip_serializing_if = "Option::is_none", rename = "policies.dir")]
+    pub policies: Option<PathBuf>,
+}
+
+/// A configuration error naming the field and where its value came from.
+#[derive(Debug)]
+pub struct ConfigError(pub String);
+
+impl std::fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+fn figment(file: Option<&Path>, overrides: &Overrides) -> Figment {
+    let env = Env::prefixed("TOCSIN_").ignore(&["config"]).split("__");
+    let mut fig = Figment::from(Serialized::defaults(Config::default()));
+    if let Some(file) = file {
+        fig = fig.merge(Toml::file_exact(file));
+    }
+    let mut flat = Figment::new();
+    for (key, value) in [
+        ("data_dir", overrides.data_dir.as_ref().map(|p| p.display().to_string())),
+        ("http.listen", overrides.listen.map(|a| a.to_string())),
+        ("policies.dir", overrides.policies.as_ref().map(|p| p.display().to_string())),
+    ] {
+        if let Some(v) = value {
+            flat = flat.merge(Serialized::global(key, v));
+        }
+    }
+    fig.merge(env).merge(flat)
+}
+
+/// Load the configuration: defaults, then `file` (when given), then the environment,
+/// then `overrides`; validated.
+pub fn load(file: Option<&Path>, overrides: &Overrides) -> Result<Config, ConfigError> {
+    let fig = figment(file, overrides);
+    let config: Config = fig.extract().map_err(|e| ConfigError(describe(&e)))?;
+    validate(&config, &fig)?;
+    Ok(config)
+}
+
+fn describe(e: &figment::Error) -> String {
+    e.clone()
+        .into_iter()
+        .map(|e| e.to_string())
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+fn validate(config: &Config, fig: &Figment) -> Result<(), ConfigError> {
+    let origin = |key: &str| {
+        fig.find_metadata(key)
+            .map(|m| match &m.source {
+                Some(src) => format!("{} ({src})", m.name),
+                None => m.name.to_string(),
+            })
+            .unwrap_or_else(|| "defaults".into())
+    };
+    if !(1..=100).contains(&config.engine.epoch_tick_ms) {
+        return Err(ConfigError(format!(
+            "engine.epoch_tick_ms = {} is out of range 1..=100, from {}",
+            config.engine.epoch_tick_ms,
+            origin("engine.epoch_tick_ms")
+        )));
+    }
+    if config.data_dir.as_os_str().is_empty() {
+        return Err(ConfigError(format!(
+            "data_dir is empty, from {}",
+            origin("data_dir")
+        )));
+    }
+    if let Err(e) = tracing_subscriber::EnvFilter::try_new(&config.log.level) {
+        return Err(ConfigError(format!(
+            "log.level = {:?} is not a valid filter ({e}), from {}",
+            config.log.level,
+            origin("log.level")
+        )));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    use figment::Jail;
+
+    /// Load `text` as ./tocsin.toml with `env` set, inside a jail (serialised, restored).
+    fn load_text(text: &str, env: &[(&str, &str)], o: &Overrides) -> Result<Config, ConfigError> {
+        let mut out = None;
+        Jail::expect_with(|jail| {
+            jail.create_file("tocsin.toml", text)?;
+            for (k, v) in env {
+                jail.set_env(k, v);
+            }
+            out = Some(load(Some(Path::new("tocsin.toml")), o));
+            Ok(())
+        });
+        out.expect("jail ran")
+    }
+
+    #[test]
+    fn default_file_is_the_defaults() {
+        let parsed: Config = toml::from_str(DEFAULT_FILE).expect("default file parses");
+        assert_eq!(parsed, Config::default());
+    }
+
+    #[test]
+    fn flags_beat_env_beat_file() {
+        let file = "[http]\nlisten = \"127.0.0.1:9000\"\n[policies]\ndir = \"from-file\"\n";
+        let c = load_text(file, &[], &Overrides::default()).expect("file");
+        assert_eq!(c.http.listen.port(), 9000);
+        let c = load_text(file, &[("TOCSIN_HTTP__LISTEN", "127.0.0.1:9001")], &Overrides::default())
+            .expect("env");
+        assert_eq!(c.http.listen.port(), 9001);
+        assert_eq!(c.policies.dir, PathBuf::from("from-file"));
+        let flags = Overrides {
+            listen: Some("127.0.0.1:9002".parse().expect("addr")),
+            ..Default::default()
+        };
+        let c = load_text(file, &[("TOCSIN_HTTP__LISTEN", "127.0.0.1:9001")], &flags).expect("flags");
+        assert_eq!(c.http.listen.port(), 9002);
+    }
+
+    #[test]
+    fn unknown_field_is_named_with_its_file() {
+        let err = load_text("[http]\nlisten = \"127.0.0.1:1\"\nport = 3\n", &[], &Overrides::default())
+            .expect_err("unknown");
+        assert!(err.0.contains("port") && err.0.contains("tocsin.toml"), "{}", err.0);
+    }
+
+    #[test]
+    fn bad_value_is_named_with_its_file() {
+        let err = load_text("[http]\nlisten = \"not an address\"\n", &[], &Overrides::default())
+            .expect_err("bad addr");
+        assert!(err.0.contains("http.listen") && err.0.contains("tocsin.toml"), "{}", err.0);
+        let err = load_text("[engine]\nepoch_tick_ms = 0\n", &[], &Overrides::default())
+            .expect_err("range");
+        assert!(err.0.contains("engine.epoch_tick_ms") && err.0.contains("tocsin.toml"), "{}", err.0);
+    }
+
+    #[test]
+    fn missing_file_is_an_error() {
+        let err = load(Some(Path::new("/nonexistent/tocsin.toml")), &Overrides::default())
+            .expect_err("missing");
+        assert!(err.0.contains("/nonexistent/tocsin.toml"), "{}", err.0);
+    }
+}

@@ -1,0 +1,137 @@
+//! `tocsin run`: build the engine, load the policy set, start the collectors on their
+//! intervals, serve HTTP until interrupted.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use anyhow::Context as _;
+use tocsin_api::{AppState, Round};
+use tocsin_engine::types::Context;
+use tocsin_engine::{Engine, EngineConfig, GuestKind, Providers};
+use tocsin_policy::LoadedPolicy;
+
+use crate::config::Config;
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+/// Run until SIGINT/SIGTERM.
+pub fn run(config: Config) -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_new(&config.log.level)?)
+        .init();
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("creating data_dir {}", config.data_dir.display()))?;
+    let engine = Engine::new(
+        EngineConfig {
+            cache_dir: config
+                .engine
+                .compile_cache
+                .then(|| config.data_dir.join("cache")),
+            epoch_tick: Duration::from_millis(config.engine.epoch_tick_ms),
+            ..EngineConfig::default()
+        },
+        Providers::local(),
+    )?;
+
+    let state = AppState::new();
+    let policies = load_policies(&engine, &config, &state);
+    let stop = Arc::new(AtomicBool::new(false));
+    for policy in policies {
+        if policy.manifest.kind == GuestKind::Collector {
+            spawn_collector(policy, state.clone(), stop.clone())?;
+        }
+    }
+
+    let runtime = tokio::runtime::Runtime::new()?;
+    let result = runtime.block_on(serve(&config, state));
+    stop.store(true, Ordering::Relaxed);
+    result
+}
+
+fn load_policies(engine: &Engine, config: &Config, state: &AppState) -> Vec<LoadedPolicy> {
+    let dir = &config.policies.dir;
+    let (loaded, errors) = match tocsin_policy::load_dir(engine, dir) {
+        Ok(result) => result,
+        Err(e) => {
+            tracing::warn!(error = %e, "no policies loaded");
+            (Vec::new(), vec![e])
+        }
+    };
+    for e in &errors {
+        tracing::error!(error = %e, "policy not loaded");
+    }
+    for p in &loaded {
+        tracing::info!(policy = %p.name, kind = %p.manifest.kind, sha256 = %p.guest.sha256(), "policy loaded");
+    }
+    state.set_guests(
+        loaded.iter().map(|p| p.guest.clone()).collect(),
+        errors.iter().map(ToString::to_string).collect(),
+    );
+    loaded
+}
+
+fn spawn_collector(
+    policy: LoadedPolicy,
+    state: AppState,
+    stop: Arc<AtomicBool>,
+) -> anyhow::Result<()> {
+    let name = policy.name.clone();
+    std::thread::Builder::new()
+        .name(format!("collector-{name}"))
+        .spawn(move || {
+            let mut instance = policy.guest.instance();
+            let params = policy.manifest.params_list();
+            while !stop.load(Ordering::Relaxed) {
+                let ctx = Context { now_ms: now_ms(), params: params.clone() };
+                match instance.collect(&ctx) {
+                    Ok(samples) => {
+                        tracing::debug!(collector = %policy.name, samples = samples.len(), "collected");
+                        state.set_latest(&policy.name, Round { at_ms: ctx.now_ms, samples });
+                    }
+                    Err(e) => tracing::warn!(collector = %policy.name, error = %e, "collect failed"),
+                }
+                std::thread::sleep(policy.manifest.interval);
+            }
+        })
+        .with_context(|| format!("starting collector {name}"))?;
+    Ok(())
+}
+
+async fn serve(config: &Config, state: AppState) -> anyhow::Result<()> {
+    let listener = tokio::net::TcpListener::bind(config.http.listen)
+        .await
+        .with_context(|| format!("binding http.listen {}", config.http.listen))?;
+    tracing::info!(addr = %listener.local_addr()?, "serving HTTP");
+    axum::serve(listener, tocsin_api::app(state))
+        .with_graceful_shutdown(shutdown_signal())
+        .await?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot listen for SIGTERM");
+                let _ = ctrl_c.await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}

@@ -1,0 +1,182 @@
+//! End-to-end: start the real `tocsin run` binary with the default policies, and check it
+//! serves /healthz, loads every default guest, collects real host metrics, and reports a
+//! broken policy without losing the others.
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+/// GET `path` over plain HTTP/1.1; `None` while the server is not up.
+fn get(port: u16, path: &str) -> Option<(u16, Value)> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n").ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).ok()?;
+    let (head, body) = response.split_once("\r\n\r\n")?;
+    let status = head.split_whitespace().nth(1)?.parse().ok()?;
+    Some((status, serde_json::from_str(body).ok()?))
+}
+
+struct Tocsin(Child);
+
+impl Drop for Tocsin {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn start(policies: &Path, data: &Path, port: u16) -> Tocsin {
+    let child = Command::new(env!("CARGO_BIN_EXE_tocsin"))
+        .args(["run", "--listen", &format!("127.0.0.1:{port}")])
+        .arg("--policies")
+        .arg(policies)
+        .arg("--data-dir")
+        .arg(data)
+        .env_remove("TOCSIN_CONFIG")
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("spawn tocsin");
+    Tocsin(child)
+}
+
+fn wait_for<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn default_policies_load_and_collect() {
+    let data = tempfile::tempdir().expect("tempdir");
+    let port = free_port();
+    let _tocsin = start(&repo().join("policies"), data.path(), port);
+
+    let (status, health) = wait_for("/healthz", || get(port, "/healthz"));
+    assert_eq!(status, 200);
+    assert_eq!(health["status"], "ok");
+    assert_eq!(health["policy_errors"], 0, "{health}");
+
+    let (_, guests) = get(port, "/api/guests").expect("guests");
+    let names: Vec<&str> = guests["guests"]
+        .as_array()
+        .expect("array")
+        .iter()
+        .filter_map(|g| g["name"].as_str())
+        .collect();
+    assert_eq!(names, ["cpu-high", "fleet-health", "host-basics", "server-alert"]);
+
+    let latest = wait_for("a collection round", || {
+        let (_, latest) = get(port, "/api/samples/latest")?;
+        latest.get("host-basics").cloned()
+    });
+    let samples = latest["samples"].as_array().expect("samples");
+    let cpu = samples
+        .iter()
+        .find(|s| s["name"] == "cpu_usage_percent")
+        .and_then(|s| s["value"].as_f64())
+        .expect("cpu sample");
+    assert!((0.0..=100.0).contains(&cpu));
+
+    // The compiled guests were cached for the next start.
+    let cached = std::fs::read_dir(data.path().join("cache")).expect("cache dir").count();
+    assert_eq!(cached, 4);
+}
+
+#[test]
+fn a_broken_policy_is_reported_and_the_rest_still_load() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = tempfile::tempdir().expect("tempdir");
+    let release = repo().join("guests/target/wasm32-wasip2/release");
+    let rule = release.join("cpu_high.wasm");
+    std::fs::write(
+        dir.path().join("good.toml"),
+        format!("kind = \"alert-rule\"\ncomponent = {:?}\n", rule.display().to_string()),
+    )
+    .expect("write");
+    std::fs::write(dir.path().join("typo.toml"), "kind = \"alert-rule\"\ncomponnt = \"x.wasm\"\n")
+        .expect("write");
+    std::fs::write(
+        dir.path().join("leaky.toml"),
+        format!(
+            "kind = \"alert-rule\"\ncomponent = {:?}\n",
+            release.join("ungranted_mqtt.wasm").display().to_string()
+        ),
+    )
+    .expect("write");
+    std::fs::write(dir.path().join("junk.wasm"), b"garbage").expect("write");
+    std::fs::write(dir.path().join("junk.toml"), "kind = \"scorer\"\ncomponent = \"junk.wasm\"\n")
+        .expect("write");
+
+    let port = free_port();
+    let _tocsin = start(dir.path(), data.path(), port);
+    let (_, health) = wait_for("/healthz", || get(port, "/healthz"));
+    assert_eq!(health["guests"], 1, "{health}");
+    assert_eq!(health["policy_errors"], 3, "{health}");
+    let (_, guests) = get(port, "/api/guests").expect("guests");
+    let errors: Vec<&str> = guests["errors"]
+        .as_array()
+        .expect("errors")
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert!(errors[0].contains("junk.toml") && errors[0].contains("not a valid wasm component"), "{errors:?}");
+    assert!(errors[1].contains("leaky.toml") && errors[1].contains("tocsin:monitor/mqtt"), "{errors:?}");
+    assert!(errors[2].contains("typo.toml") && errors[2].contains("componnt"), "{errors:?}");
+    assert_eq!(guests["guests"][0]["name"], "good");
+}
+
+#[test]
+fn config_commands() {
+    let out = Command::new(env!("CARGO_BIN_EXE_tocsin"))
+        .args(["config", "default"])
+        .output()
+        .expect("run");
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).expect("utf8");
+    assert!(text.contains("listen = \"127.0.0.1:8080\""));
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let good = dir.path().join("good.toml");
+    std::fs::write(&good, &text).expect("write");
+    let out = Command::new(env!("CARGO_BIN_EXE_tocsin"))
+        .args(["config", "check"])
+        .arg(&good)
+        .env_remove("TOCSIN_HTTP__LISTEN")
+        .output()
+        .expect("run");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(&bad, "[http]\nlisten = 8080\n").expect("write");
+    let out = Command::new(env!("CARGO_BIN_EXE_tocsin"))
+        .args(["config", "check"])
+        .arg(&bad)
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("http.listen") && err.contains("bad.toml"), "{err}");
+}
