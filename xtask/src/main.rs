@@ -1,1 +1,210 @@
-fn main(){}
+//! `cargo xtask`: the project's build chores in Rust.
+//!
+//! - `run [ARGS]`   build guests and a release runtime, start `tocsin run ARGS`
+//! - `test`         install missing test packages, build guests, run the whole suite
+//! - `bench`        build guests, run every benchmark in release, write target/bench.json
+//! - `guests`       add the wasm targets if missing and build the guests workspace
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use anyhow::{Context, bail};
+
+/// Debian packages the test suite needs: (command that proves it is there, package).
+/// Later features add their servers here (mosquitto, aiosmtpd, chromium, ...).
+const TEST_PACKAGES: &[(&str, &str)] = &[];
+
+fn main() -> anyhow::Result<()> {
+    let mut args = std::env::args().skip(1);
+    let task = args.next().unwrap_or_default();
+    let rest: Vec<String> = args.collect();
+    let root = root()?;
+    match task.as_str() {
+        "guests" => guests(&root),
+        "run" => run(&root, &rest),
+        "test" => test(&root, &rest),
+        "bench" => bench(&root),
+        other => bail!(
+            "unknown task `{other}`\nusage: cargo xtask <run [ARGS] | test [FILTER] | bench | guests>"
+        ),
+    }
+}
+
+fn root() -> anyhow::Result<PathBuf> {
+    let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    manifest
+        .parent()
+        .map(Path::to_path_buf)
+        .context("xtask has no parent directory")
+}
+
+fn cargo() -> Command {
+    Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+}
+
+fn status(cmd: &mut Command) -> anyhow::Result<()> {
+    eprintln!("xtask: {cmd:?}");
+    let st = cmd.status().with_context(|| format!("starting {cmd:?}"))?;
+    if !st.success() {
+        bail!("{cmd:?} failed: {st}");
+    }
+    Ok(())
+}
+
+fn ensure_targets() -> anyhow::Result<()> {
+    let out = Command::new("rustup")
+        .args(["target", "list", "--installed"])
+        .output()
+        .context("running rustup (needed for the wasm targets)")?;
+    let installed = String::from_utf8_lossy(&out.stdout);
+    let missing: Vec<&str> = ["wasm32-wasip2", "wasm32-unknown-unknown"]
+        .into_iter()
+        .filter(|t| !installed.lines().any(|l| l.trim() == *t))
+        .collect();
+    if !missing.is_empty() {
+        eprintln!("xtask: adding rust targets {missing:?}");
+        status(
+            Command::new("rustup")
+                .args(["target", "add"])
+                .args(&missing),
+        )?;
+    }
+    Ok(())
+}
+
+fn guests(root: &Path) -> anyhow::Result<()> {
+    ensure_targets()?;
+    status(cargo().current_dir(root.join("guests")).args([
+        "build",
+        "--release",
+        "--target",
+        "wasm32-wasip2",
+    ]))
+}
+
+fn run(root: &Path, args: &[String]) -> anyhow::Result<()> {
+    guests(root)?;
+    status(
+        cargo()
+            .current_dir(root)
+            .args(["build", "--release", "-p", "tocsin"]),
+    )?;
+    let bin = root.join("target/release/tocsin");
+    let mut cmd = Command::new(&bin);
+    cmd.current_dir(root).arg("run").args(args);
+    eprintln!(
+        "xtask: starting {} (dashboard and API on http://127.0.0.1:8080 unless configured)",
+        bin.display()
+    );
+    status(&mut cmd)
+}
+
+fn install_packages() -> anyhow::Result<()> {
+    let missing: Vec<&str> = TEST_PACKAGES
+        .iter()
+        .filter(|(probe, _)| which(probe).is_none())
+        .map(|(_, pkg)| *pkg)
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let is_root = Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0");
+    if !is_root {
+        bail!("missing test packages {missing:?}: install them with apt-get (or run as root)");
+    }
+    eprintln!("xtask: installing Debian packages {missing:?}");
+    status(Command::new("apt-get").args(["update", "-qq"]))?;
+    status(
+        Command::new("apt-get")
+            .args(["install", "-y", "-qq", "--no-install-recommends"])
+            .args(&missing)
+            .env("DEBIAN_FRONTEND", "noninteractive"),
+    )
+}
+
+fn which(cmd: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|d| d.join(cmd))
+        .find(|p| p.is_file())
+}
+
+fn test(root: &Path, filter: &[String]) -> anyhow::Result<()> {
+    install_packages()?;
+    guests(root)?;
+    // The SDK's and the guests' own unit tests run on the host: rules are plain Rust.
+    status(
+        cargo()
+            .current_dir(root.join("guests"))
+            .args(["test", "--workspace"]),
+    )?;
+    let nextest = cargo()
+        .args(["nextest", "--version"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if nextest {
+        status(
+            cargo()
+                .current_dir(root)
+                .args(["nextest", "run", "--workspace", "--no-fail-fast"])
+                .args(filter),
+        )?;
+        // nextest does not run doctests.
+        status(
+            cargo()
+                .current_dir(root)
+                .args(["test", "--workspace", "--doc"]),
+        )
+    } else {
+        status(
+            cargo()
+                .current_dir(root)
+                .args(["test", "--workspace"])
+                .args(filter),
+        )
+    }
+}
+
+fn bench(root: &Path) -> anyhow::Result<()> {
+    guests(root)?;
+    let mut figures = Vec::new();
+    for (package, bench) in [("tocsin-engine", "engine")] {
+        let mut cmd = cargo();
+        cmd.current_dir(root)
+            .args(["bench", "-p", package, "--bench", bench])
+            .stdout(Stdio::piped());
+        eprintln!("xtask: {cmd:?}");
+        let out = cmd.spawn()?.wait_with_output()?;
+        let text = String::from_utf8_lossy(&out.stdout);
+        print!("{text}");
+        if !out.status.success() {
+            bail!("benchmark {package}/{bench} failed: {}", out.status);
+        }
+        for line in text.lines() {
+            let Some(rest) = line.strip_prefix("bench: ") else {
+                continue;
+            };
+            let parts: Vec<&str> = rest.split_whitespace().collect();
+            if let [name, value, unit] = parts[..] {
+                let value: f64 = value
+                    .parse()
+                    .with_context(|| format!("bad figure: {line}"))?;
+                figures.push(serde_json::json!({ "name": name, "value": value, "unit": unit, "bench": format!("{package}/{bench}") }));
+            }
+        }
+    }
+    let path = root.join("target/bench.json");
+    std::fs::create_dir_all(root.join("target"))?;
+    std::fs::write(&path, serde_json::to_string_pretty(&figures)?)?;
+    eprintln!(
+        "xtask: {} figures written to {}",
+        figures.len(),
+        path.display()
+    );
+    Ok(())
+}

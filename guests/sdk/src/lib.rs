@@ -100,7 +100,10 @@ mod tests {
 
     #[test]
     fn params_parse_or_default() {
-        let p = vec![("threshold".to_string(), " 85.5 ".to_string()), ("bad".into(), "x".into())];
+        let p = vec![
+            ("threshold".to_string(), " 85.5 ".to_string()),
+            ("bad".into(), "x".into()),
+        ];
         assert_eq!(param(&p, "threshold", 90.0), 85.5);
         assert_eq!(param(&p, "bad", 7u32), 7);
         assert_eq!(param(&p, "missing", 1i64), 1);

@@ -142,7 +142,10 @@ mod tests {
         };
         state.set_latest(
             "basics",
-            crate::Round { at_ms: 5, samples: vec![sample("a", 1.5), sample("b", f64::NAN)] },
+            crate::Round {
+                at_ms: 5,
+                samples: vec![sample("a", 1.5), sample("b", f64::NAN)],
+            },
         );
         let (status, body) = get_json(app(state), "/api/samples/latest").await;
         assert_eq!(status, StatusCode::OK);

@@ -52,12 +52,20 @@ impl AppState {
     /// Replace the loaded guests and the load errors.
     pub fn set_guests(&self, guests: Vec<Guest>, errors: Vec<String>) {
         *self.inner.guests.write().unwrap_or_else(|e| e.into_inner()) = guests;
-        *self.inner.load_errors.write().unwrap_or_else(|e| e.into_inner()) = errors;
+        *self
+            .inner
+            .load_errors
+            .write()
+            .unwrap_or_else(|e| e.into_inner()) = errors;
     }
 
     /// The loaded guests.
     pub fn guests(&self) -> Vec<Guest> {
-        self.inner.guests.read().unwrap_or_else(|e| e.into_inner()).clone()
+        self.inner
+            .guests
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// Policies that did not load, with their reasons.
@@ -80,7 +88,11 @@ impl AppState {
 
     /// The latest round of every collector, by name.
     pub fn latest(&self) -> BTreeMap<String, Round> {
-        self.inner.latest.read().unwrap_or_else(|e| e.into_inner()).clone()
+        self.inner
+            .latest
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// Seconds since start.

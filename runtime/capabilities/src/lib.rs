@@ -102,6 +102,8 @@ impl std::fmt::Debug for Providers {
             .filter(|c| self.provides(*c))
             .map(Capability::name)
             .collect();
-        f.debug_struct("Providers").field("provided", &provided).finish()
+        f.debug_struct("Providers")
+            .field("provided", &provided)
+            .finish()
     }
 }

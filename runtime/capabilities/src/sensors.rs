@@ -86,7 +86,8 @@ impl SensorSource for SysinfoSensors {
             system.refresh_cpu_usage();
             *last = Some(Instant::now());
         }
-        let load = System::load_average().map_err(|e| Error::Unavailable(format!("load average: {e}")))?;
+        let load =
+            System::load_average().map_err(|e| Error::Unavailable(format!("load average: {e}")))?;
         Ok(CpuStats {
             usage_percent: f64::from(system.global_cpu_usage()),
             per_core: system.cpus().iter().map(|c| f64::from(c.usage())).collect(),
@@ -322,8 +323,14 @@ impl Host for SensorsCtx<'_> {
     fn gpus(&mut self) -> Result<Vec<Gpu>, Error> {
         self.source.gpus()
     }
-    fn check_port(&mut self, host: String, port: u16, timeout_ms: u32) -> Result<PortStatus, Error> {
-        self.source.check_port(&host, port, clamp_timeout(timeout_ms))
+    fn check_port(
+        &mut self,
+        host: String,
+        port: u16,
+        timeout_ms: u32,
+    ) -> Result<PortStatus, Error> {
+        self.source
+            .check_port(&host, port, clamp_timeout(timeout_ms))
     }
     fn check_http(&mut self, url: String, timeout_ms: u32) -> Result<HttpStatus, Error> {
         self.source.check_http(&url, clamp_timeout(timeout_ms))

@@ -62,7 +62,9 @@ impl CompileCache {
             // produced by `Component::serialize` of this engine configuration.
             match unsafe { Component::deserialize_file(engine, path) } {
                 Ok(component) => return Ok((component, CacheOutcome::Hit, sha)),
-                Err(e) => tracing::warn!(path = %path.display(), error = %e, "stale compile cache entry, recompiling"),
+                Err(e) => {
+                    tracing::warn!(path = %path.display(), error = %e, "stale compile cache entry, recompiling")
+                }
             }
         }
         let component = Component::new(engine, bytes)

@@ -9,7 +9,9 @@ pub enum LoadError {
     #[error("not a valid wasm component: {0}")]
     InvalidComponent(String),
     /// The component imports a Tocsin capability its grants do not include.
-    #[error("component imports `{interface}`, which its grants do not include (granted: {granted})")]
+    #[error(
+        "component imports `{interface}`, which its grants do not include (granted: {granted})"
+    )]
     UngrantedImport {
         /// The imported interface, e.g. `tocsin:monitor/mqtt@0.1.0`.
         interface: String,

@@ -142,9 +142,13 @@ impl Guest {
             reason: format!("{e:#}"),
         };
         let pre = match kind {
-            GuestKind::Collector => Pre::Collector(collector::CollectorPre::new(pre).map_err(wrong)?),
+            GuestKind::Collector => {
+                Pre::Collector(collector::CollectorPre::new(pre).map_err(wrong)?)
+            }
             GuestKind::Scorer => Pre::Scorer(scorer::ScorerPre::new(pre).map_err(wrong)?),
-            GuestKind::AlertRule => Pre::AlertRule(alert_rule::AlertRulePre::new(pre).map_err(wrong)?),
+            GuestKind::AlertRule => {
+                Pre::AlertRule(alert_rule::AlertRulePre::new(pre).map_err(wrong)?)
+            }
             GuestKind::Template => Pre::Template(template::TemplatePre::new(pre).map_err(wrong)?),
             GuestKind::Ingest => Pre::Ingest(ingest::IngestPre::new(pre).map_err(wrong)?),
         };
@@ -184,7 +188,11 @@ impl Guest {
     }
     /// A snapshot of its counters.
     pub fn stats(&self) -> GuestStats {
-        self.shared.stats.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        self.shared
+            .stats
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// A handle that instantiates on first call and keeps the instance between calls.
@@ -261,11 +269,18 @@ impl GuestInstance {
     fn deadline_ticks(&self) -> u64 {
         let tick = self.guest.shared.engine.tick.as_nanos().max(1);
         let deadline = self.guest.shared.budgets.deadline().as_nanos();
-        u64::try_from(deadline.div_ceil(tick)).unwrap_or(u64::MAX).max(1)
+        u64::try_from(deadline.div_ceil(tick))
+            .unwrap_or(u64::MAX)
+            .max(1)
     }
 
     fn record(&self, f: impl FnOnce(&mut GuestStats)) {
-        f(&mut self.guest.shared.stats.lock().unwrap_or_else(|e| e.into_inner()));
+        f(&mut self
+            .guest
+            .shared
+            .stats
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()));
     }
 
     fn call<R: OutputSize>(

@@ -80,7 +80,10 @@ impl wasmtime::ResourceLimiter for Limiter {
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
         // The cap covers all memories of the guest together.
-        let after = self.memory_used.saturating_sub(current).saturating_add(desired);
+        let after = self
+            .memory_used
+            .saturating_sub(current)
+            .saturating_add(desired);
         if after > self.memory_limit {
             self.hit = true;
             return Ok(false);

@@ -5,11 +5,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tocsin_bindings::sensors::{
-    CpuStats, Disk, Gpu, HttpStatus, MemoryStats, Network, PortStatus, Process, Temperature, UnitStatus,
+    CpuStats, Disk, Gpu, HttpStatus, MemoryStats, Network, PortStatus, Process, Temperature,
+    UnitStatus,
 };
 use tocsin_bindings::types::Error;
-use tocsin_capabilities::sensors::{SensorSource, SensorsCtx, SensorsView, SharedSensors};
 use tocsin_capabilities::Providers;
+use tocsin_capabilities::sensors::{SensorSource, SensorsCtx, SensorsView, SharedSensors};
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};

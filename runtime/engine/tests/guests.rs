@@ -16,7 +16,10 @@ fn host_basics_collects_real_host_metrics() {
             &guest_bytes("host_basics"),
             GuestKind::Collector,
             Grants::of([Capability::Sensors]),
-            Budgets { deadline_ms: 2000, ..Budgets::default() },
+            Budgets {
+                deadline_ms: 2000,
+                ..Budgets::default()
+            },
         )
         .expect("load collector");
     let samples = guest.instance().collect(&ctx(&[])).expect("collect");
@@ -35,7 +38,12 @@ fn host_basics_collects_real_host_metrics() {
 #[test]
 fn cpu_high_fires_with_hysteresis_and_severity() {
     let engine = engine();
-    let rule = load(&engine, "cpu_high", GuestKind::AlertRule, Budgets::default());
+    let rule = load(
+        &engine,
+        "cpu_high",
+        GuestKind::AlertRule,
+        Budgets::default(),
+    );
     let mut rule = rule.instance();
     let params = ctx(&[("threshold", "90"), ("clear", "80"), ("critical", "98")]);
     let input = vec![
@@ -55,7 +63,11 @@ fn cpu_high_fires_with_hysteresis_and_severity() {
     let active = vec![input[1].labels.clone()];
     let signals = rule.evaluate(&params, &input, &active).expect("evaluate");
     assert_eq!(signals.len(), 2);
-    assert!(signals.iter().any(|s| s.key == input[1].labels && s.severity == Severity::Warning));
+    assert!(
+        signals
+            .iter()
+            .any(|s| s.key == input[1].labels && s.severity == Severity::Warning)
+    );
     // One instance, reused across calls.
     assert_eq!(rule.guest().stats().instantiations, 1);
     assert_eq!(rule.guest().stats().ok, 2);
@@ -64,11 +76,16 @@ fn cpu_high_fires_with_hysteresis_and_severity() {
 #[test]
 fn fleet_health_scores_with_weights() {
     let engine = engine();
-    let scorer = load(&engine, "fleet_health", GuestKind::Scorer, Budgets::default());
+    let scorer = load(
+        &engine,
+        "fleet_health",
+        GuestKind::Scorer,
+        Budgets::default(),
+    );
     let input = vec![
         series("cpu_usage_percent", "a", &[90.0]), // 50 with cpu_ok=80
         series("memory_used_percent", "a", &[50.0]), // 100
-        series("disk_used_percent", "a", &[40.0]),   // 100
+        series("disk_used_percent", "a", &[40.0]), // 100
     ];
     let health = scorer
         .instance()
@@ -78,7 +95,10 @@ fn fleet_health_scores_with_weights() {
     assert!(health.summary.starts_with("warning"), "{}", health.summary);
     assert_eq!(health.factors.len(), 3);
 
-    let err = scorer.instance().score(&ctx(&[]), &[]).expect_err("no input");
+    let err = scorer
+        .instance()
+        .score(&ctx(&[]), &[])
+        .expect_err("no input");
     assert!(matches!(err, CallError::Failed(_)), "{err:?}");
     assert!(!err.is_fault());
 }
@@ -86,7 +106,12 @@ fn fleet_health_scores_with_weights() {
 #[test]
 fn server_alert_template_renders_and_escapes() {
     let engine = engine();
-    let template = load(&engine, "server_alert", GuestKind::Template, Budgets::default());
+    let template = load(
+        &engine,
+        "server_alert",
+        GuestKind::Template,
+        Budgets::default(),
+    );
     let vars: Vec<(String, String)> = [
         ("server_name", "db-1"),
         ("alert_name", "CpuHigh"),
@@ -111,7 +136,24 @@ fn server_alert_template_renders_and_escapes() {
 #[test]
 fn calling_the_wrong_export_is_a_typed_error() {
     let engine = engine();
-    let rule = load(&engine, "cpu_high", GuestKind::AlertRule, Budgets::default());
-    let err = rule.instance().collect(&ctx(&[])).expect_err("not a collector");
-    assert!(matches!(err, CallError::WrongKind { call: "collect", kind: "alert-rule" }), "{err:?}");
+    let rule = load(
+        &engine,
+        "cpu_high",
+        GuestKind::AlertRule,
+        Budgets::default(),
+    );
+    let err = rule
+        .instance()
+        .collect(&ctx(&[]))
+        .expect_err("not a collector");
+    assert!(
+        matches!(
+            err,
+            CallError::WrongKind {
+                call: "collect",
+                kind: "alert-rule"
+            }
+        ),
+        "{err:?}"
+    );
 }

@@ -23,20 +23,31 @@ fn good_rule_still_works(engine: &Engine) {
 #[test]
 fn infinite_loop_is_stopped_at_its_deadline() {
     let engine = engine();
-    let budgets = Budgets { deadline_ms: 50, ..Budgets::default() };
+    let budgets = Budgets {
+        deadline_ms: 50,
+        ..Budgets::default()
+    };
     let guest = load(&engine, "infinite_loop", GuestKind::AlertRule, budgets);
     let mut instance = guest.instance();
     instance.instantiate().expect("instantiate");
     let started = Instant::now();
-    let err = instance.evaluate(&ctx(&[]), &[], &[]).expect_err("must not return");
+    let err = instance
+        .evaluate(&ctx(&[]), &[], &[])
+        .expect_err("must not return");
     let elapsed = started.elapsed();
     assert!(
         matches!(err, CallError::DeadlineExceeded { deadline } if deadline == Duration::from_millis(50)),
         "{err:?}"
     );
-    assert!(elapsed >= Duration::from_millis(45), "stopped early: {elapsed:?}");
+    assert!(
+        elapsed >= Duration::from_millis(45),
+        "stopped early: {elapsed:?}"
+    );
     // Generous bound: CI machines are loaded; the benchmark measures the real overshoot.
-    assert!(elapsed < Duration::from_secs(2), "stopped late: {elapsed:?}");
+    assert!(
+        elapsed < Duration::from_secs(2),
+        "stopped late: {elapsed:?}"
+    );
     assert_eq!(guest.stats().deadline, 1);
     good_rule_still_works(&engine);
 }
@@ -44,9 +55,15 @@ fn infinite_loop_is_stopped_at_its_deadline() {
 #[test]
 fn memory_bomb_hits_the_memory_cap() {
     let engine = engine();
-    let budgets = Budgets { memory_mib: 16, ..Budgets::default() };
+    let budgets = Budgets {
+        memory_mib: 16,
+        ..Budgets::default()
+    };
     let guest = load(&engine, "memory_bomb", GuestKind::AlertRule, budgets);
-    let err = guest.instance().evaluate(&ctx(&[]), &[], &[]).expect_err("bomb");
+    let err = guest
+        .instance()
+        .evaluate(&ctx(&[]), &[], &[])
+        .expect_err("bomb");
     assert!(
         matches!(err, CallError::MemoryLimit { limit_bytes } if limit_bytes == 16 << 20),
         "{err:?}"
@@ -60,8 +77,16 @@ fn memory_bomb_hits_the_memory_cap() {
 #[test]
 fn giant_output_is_refused_over_the_cap() {
     let engine = engine();
-    let guest = load(&engine, "giant_output", GuestKind::AlertRule, Budgets::default());
-    let err = guest.instance().evaluate(&ctx(&[]), &[], &[]).expect_err("too big");
+    let guest = load(
+        &engine,
+        "giant_output",
+        GuestKind::AlertRule,
+        Budgets::default(),
+    );
+    let err = guest
+        .instance()
+        .evaluate(&ctx(&[]), &[], &[])
+        .expect_err("too big");
     match err {
         CallError::OutputTooLarge { size, limit } => {
             assert_eq!(limit, 1 << 20);
@@ -77,10 +102,16 @@ fn panic_traps_with_its_message() {
     let engine = engine();
     let guest = load(&engine, "panic", GuestKind::AlertRule, Budgets::default());
     let input = vec![series("x", "a", &[1.0])];
-    let err = guest.instance().evaluate(&ctx(&[]), &input, &[]).expect_err("panics");
+    let err = guest
+        .instance()
+        .evaluate(&ctx(&[]), &input, &[])
+        .expect_err("panics");
     match &err {
         CallError::Trap { message } => {
-            assert!(message.contains("rule exploded on purpose with 1 series"), "{message}")
+            assert!(
+                message.contains("rule exploded on purpose with 1 series"),
+                "{message}"
+            )
         }
         other => panic!("expected Trap, got {other:?}"),
     }
@@ -91,8 +122,16 @@ fn panic_traps_with_its_message() {
 #[test]
 fn stack_overflow_traps() {
     let engine = engine();
-    let guest = load(&engine, "stack_overflow", GuestKind::AlertRule, Budgets::default());
-    let err = guest.instance().evaluate(&ctx(&[]), &[], &[]).expect_err("overflows");
+    let guest = load(
+        &engine,
+        "stack_overflow",
+        GuestKind::AlertRule,
+        Budgets::default(),
+    );
+    let err = guest
+        .instance()
+        .evaluate(&ctx(&[]), &[], &[])
+        .expect_err("overflows");
     match &err {
         CallError::Trap { message } => {
             assert!(message.contains("call stack exhausted"), "{message}")
@@ -107,7 +146,13 @@ fn ungranted_import_is_refused_at_load_naming_the_interface() {
     let engine = engine();
     let bytes = guest_bytes("ungranted_mqtt");
     let err = engine
-        .load("leaky", &bytes, GuestKind::AlertRule, Grants::none(), Budgets::default())
+        .load(
+            "leaky",
+            &bytes,
+            GuestKind::AlertRule,
+            Grants::none(),
+            Budgets::default(),
+        )
         .expect_err("mqtt not granted");
     match &err {
         LoadError::UngrantedImport { interface, .. } => {
@@ -119,9 +164,18 @@ fn ungranted_import_is_refused_at_load_naming_the_interface() {
 
     // Granting it is not enough when the runtime has no MQTT provider.
     let err = engine
-        .load("leaky", &bytes, GuestKind::AlertRule, Grants::of([Capability::Mqtt]), Budgets::default())
+        .load(
+            "leaky",
+            &bytes,
+            GuestKind::AlertRule,
+            Grants::of([Capability::Mqtt]),
+            Budgets::default(),
+        )
         .expect_err("no mqtt provider");
-    assert!(matches!(err, LoadError::UnavailableCapability { .. }), "{err:?}");
+    assert!(
+        matches!(err, LoadError::UnavailableCapability { .. }),
+        "{err:?}"
+    );
     good_rule_still_works(&engine);
 }
 
@@ -130,22 +184,47 @@ fn sensors_import_needs_the_sensors_grant() {
     let engine = engine();
     let bytes = guest_bytes("host_basics");
     let err = engine
-        .load("basics", &bytes, GuestKind::Collector, Grants::none(), Budgets::default())
+        .load(
+            "basics",
+            &bytes,
+            GuestKind::Collector,
+            Grants::none(),
+            Budgets::default(),
+        )
         .expect_err("sensors not granted");
     assert!(err.to_string().contains("tocsin:monitor/sensors"), "{err}");
     let no_sensors =
         Engine::new(Default::default(), Providers::default()).expect("engine without sensors");
     let err = no_sensors
-        .load("basics", &bytes, GuestKind::Collector, Grants::of([Capability::Sensors]), Budgets::default())
+        .load(
+            "basics",
+            &bytes,
+            GuestKind::Collector,
+            Grants::of([Capability::Sensors]),
+            Budgets::default(),
+        )
         .expect_err("no provider");
-    assert!(matches!(err, LoadError::UnavailableCapability { .. }), "{err:?}");
+    assert!(
+        matches!(err, LoadError::UnavailableCapability { .. }),
+        "{err:?}"
+    );
 }
 
 #[test]
 fn all_hostile_guests_in_a_row_then_a_good_one() {
     let engine = engine();
-    let budgets = Budgets { deadline_ms: 20, memory_mib: 16, ..Budgets::default() };
-    for name in ["infinite_loop", "memory_bomb", "giant_output", "panic", "stack_overflow"] {
+    let budgets = Budgets {
+        deadline_ms: 20,
+        memory_mib: 16,
+        ..Budgets::default()
+    };
+    for name in [
+        "infinite_loop",
+        "memory_bomb",
+        "giant_output",
+        "panic",
+        "stack_overflow",
+    ] {
         let guest = load(&engine, name, GuestKind::AlertRule, budgets);
         let mut instance = guest.instance();
         for _ in 0..3 {
@@ -165,7 +244,13 @@ fn garbage_and_core_modules_are_not_components() {
     let engine = engine();
     for bytes in [b"not wasm at all".to_vec(), b"\0asm\x01\0\0\0".to_vec()] {
         let err = engine
-            .load("junk", &bytes, GuestKind::AlertRule, Grants::none(), Budgets::default())
+            .load(
+                "junk",
+                &bytes,
+                GuestKind::AlertRule,
+                Grants::none(),
+                Budgets::default(),
+            )
             .expect_err("junk");
         assert!(matches!(err, LoadError::InvalidComponent(_)), "{err:?}");
     }
@@ -175,7 +260,13 @@ fn garbage_and_core_modules_are_not_components() {
 fn wrong_world_is_refused_at_load() {
     let engine = engine();
     let err = engine
-        .load("rule", &guest_bytes("cpu_high"), GuestKind::Template, Grants::none(), Budgets::default())
+        .load(
+            "rule",
+            &guest_bytes("cpu_high"),
+            GuestKind::Template,
+            Grants::none(),
+            Budgets::default(),
+        )
         .expect_err("not a template");
     match &err {
         LoadError::WrongWorld { world, .. } => assert_eq!(*world, "template"),

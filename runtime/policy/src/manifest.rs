@@ -177,20 +177,31 @@ threshold = "90"
 
     #[test]
     fn errors_name_the_file_and_field() {
-        let err = parse("kind = \"alert-rule\"\ncomponent = \"r.wasm\"\ncolour = 1\n").expect_err("unknown");
+        let err = parse("kind = \"alert-rule\"\ncomponent = \"r.wasm\"\ncolour = 1\n")
+            .expect_err("unknown");
         let msg = err.to_string();
-        assert!(msg.starts_with("p.toml:") && msg.contains("colour"), "{msg}");
+        assert!(
+            msg.starts_with("p.toml:") && msg.contains("colour"),
+            "{msg}"
+        );
 
         let err = parse("kind = \"nope\"\ncomponent = \"r.wasm\"\n").expect_err("bad kind");
         assert!(err.to_string().contains("nope"), "{err}");
 
-        let err = parse("kind = \"scorer\"\ncomponent = \"s.wasm\"\ngrants = [\"root\"]\n").expect_err("grant");
-        assert!(err.to_string().contains("field `grants`: unknown capability `root`"), "{err}");
+        let err = parse("kind = \"scorer\"\ncomponent = \"s.wasm\"\ngrants = [\"root\"]\n")
+            .expect_err("grant");
+        assert!(
+            err.to_string()
+                .contains("field `grants`: unknown capability `root`"),
+            "{err}"
+        );
 
-        let err = parse("kind = \"scorer\"\ncomponent = \"s.wasm\"\n[budgets]\nmemory_mib = 0\n").expect_err("budget");
+        let err = parse("kind = \"scorer\"\ncomponent = \"s.wasm\"\n[budgets]\nmemory_mib = 0\n")
+            .expect_err("budget");
         assert!(err.to_string().contains("budgets.memory_mib"), "{err}");
 
-        let err = parse("kind = \"scorer\"\ncomponent = \"s.wasm\"\nsha256 = \"abc\"\n").expect_err("sha");
+        let err = parse("kind = \"scorer\"\ncomponent = \"s.wasm\"\nsha256 = \"abc\"\n")
+            .expect_err("sha");
         assert!(err.to_string().contains("sha256"), "{err}");
     }
 }

@@ -89,11 +89,13 @@ pub fn load_one(engine: &Engine, path: &Path) -> Result<LoadedPolicy, PolicyErro
         .file_stem()
         .map(|s| s.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let grants = manifest.grants().map_err(|message| ManifestError::Invalid {
-        path: shown.clone(),
-        field: "grants",
-        message,
-    })?;
+    let grants = manifest
+        .grants()
+        .map_err(|message| ManifestError::Invalid {
+            path: shown.clone(),
+            field: "grants",
+            message,
+        })?;
     let guest = engine
         .load(&name, &bytes, manifest.kind, grants, manifest.budgets)
         .map_err(|source| PolicyError::Load {

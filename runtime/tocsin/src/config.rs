@@ -138,9 +138,15 @@ fn figment(file: Option<&Path>, overrides: &Overrides) -> Figment {
     }
     let mut flat = Figment::new();
     for (key, value) in [
-        ("data_dir", overrides.data_dir.as_ref().map(|p| p.display().to_string())),
+        (
+            "data_dir",
+            overrides.data_dir.as_ref().map(|p| p.display().to_string()),
+        ),
         ("http.listen", overrides.listen.map(|a| a.to_string())),
-        ("policies.dir", overrides.policies.as_ref().map(|p| p.display().to_string())),
+        (
+            "policies.dir",
+            overrides.policies.as_ref().map(|p| p.display().to_string()),
+        ),
     ] {
         if let Some(v) = value {
             flat = flat.merge(Serialized::global(key, v));
@@ -229,39 +235,67 @@ mod tests {
         let file = "[http]\nlisten = \"127.0.0.1:9000\"\n[policies]\ndir = \"from-file\"\n";
         let c = load_text(file, &[], &Overrides::default()).expect("file");
         assert_eq!(c.http.listen.port(), 9000);
-        let c = load_text(file, &[("TOCSIN_HTTP__LISTEN", "127.0.0.1:9001")], &Overrides::default())
-            .expect("env");
+        let c = load_text(
+            file,
+            &[("TOCSIN_HTTP__LISTEN", "127.0.0.1:9001")],
+            &Overrides::default(),
+        )
+        .expect("env");
         assert_eq!(c.http.listen.port(), 9001);
         assert_eq!(c.policies.dir, PathBuf::from("from-file"));
         let flags = Overrides {
             listen: Some("127.0.0.1:9002".parse().expect("addr")),
             ..Default::default()
         };
-        let c = load_text(file, &[("TOCSIN_HTTP__LISTEN", "127.0.0.1:9001")], &flags).expect("flags");
+        let c =
+            load_text(file, &[("TOCSIN_HTTP__LISTEN", "127.0.0.1:9001")], &flags).expect("flags");
         assert_eq!(c.http.listen.port(), 9002);
     }
 
     #[test]
     fn unknown_field_is_named_with_its_file() {
-        let err = load_text("[http]\nlisten = \"127.0.0.1:1\"\nport = 3\n", &[], &Overrides::default())
-            .expect_err("unknown");
-        assert!(err.0.contains("port") && err.0.contains("tocsin.toml"), "{}", err.0);
+        let err = load_text(
+            "[http]\nlisten = \"127.0.0.1:1\"\nport = 3\n",
+            &[],
+            &Overrides::default(),
+        )
+        .expect_err("unknown");
+        assert!(
+            err.0.contains("port") && err.0.contains("tocsin.toml"),
+            "{}",
+            err.0
+        );
     }
 
     #[test]
     fn bad_value_is_named_with_its_file() {
-        let err = load_text("[http]\nlisten = \"not an address\"\n", &[], &Overrides::default())
-            .expect_err("bad addr");
-        assert!(err.0.contains("http.listen") && err.0.contains("tocsin.toml"), "{}", err.0);
+        let err = load_text(
+            "[http]\nlisten = \"not an address\"\n",
+            &[],
+            &Overrides::default(),
+        )
+        .expect_err("bad addr");
+        assert!(
+            err.0.contains("http.listen") && err.0.contains("tocsin.toml"),
+            "{}",
+            err.0
+        );
         let err = load_text("[engine]\nepoch_tick_ms = 0\n", &[], &Overrides::default())
             .expect_err("range");
-        assert!(err.0.contains("engine.epoch_tick_ms") && err.0.contains("tocsin.toml"), "{}", err.0);
+        assert!(
+            err.0.contains("engine.epoch_tick_ms") && err.0.contains("tocsin.toml"),
+            "{}",
+            err.0
+        );
     }
 
     #[test]
     fn missing_file_is_an_error() {
-        let err = load(Some(Path::new("/nonexistent/tocsin.toml")), &Overrides::default())
-            .expect_err("missing");
+        let err = load(
+            Some(Path::new("/nonexistent/tocsin.toml")),
+            &Overrides::default(),
+        )
+        .expect_err("missing");
         assert!(err.0.contains("/nonexistent/tocsin.toml"), "{}", err.0);
     }
 }

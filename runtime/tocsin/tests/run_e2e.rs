@@ -25,7 +25,11 @@ fn free_port() -> u16 {
 fn get(port: u16, path: &str) -> Option<(u16, Value)> {
     let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
     stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(stream, "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n").ok()?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
     let mut response = String::new();
     stream.read_to_string(&mut response).ok()?;
     let (head, body) = response.split_once("\r\n\r\n")?;
@@ -86,7 +90,10 @@ fn default_policies_load_and_collect() {
         .iter()
         .filter_map(|g| g["name"].as_str())
         .collect();
-    assert_eq!(names, ["cpu-high", "fleet-health", "host-basics", "server-alert"]);
+    assert_eq!(
+        names,
+        ["cpu-high", "fleet-health", "host-basics", "server-alert"]
+    );
 
     let latest = wait_for("a collection round", || {
         let (_, latest) = get(port, "/api/samples/latest")?;
@@ -101,7 +108,9 @@ fn default_policies_load_and_collect() {
     assert!((0.0..=100.0).contains(&cpu));
 
     // The compiled guests were cached for the next start.
-    let cached = std::fs::read_dir(data.path().join("cache")).expect("cache dir").count();
+    let cached = std::fs::read_dir(data.path().join("cache"))
+        .expect("cache dir")
+        .count();
     assert_eq!(cached, 4);
 }
 
@@ -113,11 +122,17 @@ fn a_broken_policy_is_reported_and_the_rest_still_load() {
     let rule = release.join("cpu_high.wasm");
     std::fs::write(
         dir.path().join("good.toml"),
-        format!("kind = \"alert-rule\"\ncomponent = {:?}\n", rule.display().to_string()),
+        format!(
+            "kind = \"alert-rule\"\ncomponent = {:?}\n",
+            rule.display().to_string()
+        ),
     )
     .expect("write");
-    std::fs::write(dir.path().join("typo.toml"), "kind = \"alert-rule\"\ncomponnt = \"x.wasm\"\n")
-        .expect("write");
+    std::fs::write(
+        dir.path().join("typo.toml"),
+        "kind = \"alert-rule\"\ncomponnt = \"x.wasm\"\n",
+    )
+    .expect("write");
     std::fs::write(
         dir.path().join("leaky.toml"),
         format!(
@@ -127,8 +142,11 @@ fn a_broken_policy_is_reported_and_the_rest_still_load() {
     )
     .expect("write");
     std::fs::write(dir.path().join("junk.wasm"), b"garbage").expect("write");
-    std::fs::write(dir.path().join("junk.toml"), "kind = \"scorer\"\ncomponent = \"junk.wasm\"\n")
-        .expect("write");
+    std::fs::write(
+        dir.path().join("junk.toml"),
+        "kind = \"scorer\"\ncomponent = \"junk.wasm\"\n",
+    )
+    .expect("write");
 
     let port = free_port();
     let _tocsin = start(dir.path(), data.path(), port);
@@ -142,9 +160,18 @@ fn a_broken_policy_is_reported_and_the_rest_still_load() {
         .iter()
         .filter_map(Value::as_str)
         .collect();
-    assert!(errors[0].contains("junk.toml") && errors[0].contains("not a valid wasm component"), "{errors:?}");
-    assert!(errors[1].contains("leaky.toml") && errors[1].contains("tocsin:monitor/mqtt"), "{errors:?}");
-    assert!(errors[2].contains("typo.toml") && errors[2].contains("componnt"), "{errors:?}");
+    assert!(
+        errors[0].contains("junk.toml") && errors[0].contains("not a valid wasm component"),
+        "{errors:?}"
+    );
+    assert!(
+        errors[1].contains("leaky.toml") && errors[1].contains("tocsin:monitor/mqtt"),
+        "{errors:?}"
+    );
+    assert!(
+        errors[2].contains("typo.toml") && errors[2].contains("componnt"),
+        "{errors:?}"
+    );
     assert_eq!(guests["guests"][0]["name"], "good");
 }
 
@@ -167,7 +194,11 @@ fn config_commands() {
         .env_remove("TOCSIN_HTTP__LISTEN")
         .output()
         .expect("run");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 
     let bad = dir.path().join("bad.toml");
     std::fs::write(&bad, "[http]\nlisten = 8080\n").expect("write");
@@ -178,5 +209,8 @@ fn config_commands() {
         .expect("run");
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("http.listen") && err.contains("bad.toml"), "{err}");
+    assert!(
+        err.contains("http.listen") && err.contains("bad.toml"),
+        "{err}"
+    );
 }

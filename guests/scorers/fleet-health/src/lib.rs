@@ -29,13 +29,30 @@ impl Guest for FleetHealth {
     fn score(ctx: Context, input: Vec<Series>) -> Result<Health, String> {
         let p = &ctx.params;
         let specs = [
-            ("cpu", "cpu_usage_percent", param(p, "cpu_weight", 1.0), param(p, "cpu_ok", 80.0)),
-            ("memory", "memory_used_percent", param(p, "memory_weight", 1.0), param(p, "memory_ok", 80.0)),
-            ("disk", "disk_used_percent", param(p, "disk_weight", 1.0), param(p, "disk_ok", 85.0)),
+            (
+                "cpu",
+                "cpu_usage_percent",
+                param(p, "cpu_weight", 1.0),
+                param(p, "cpu_ok", 80.0),
+            ),
+            (
+                "memory",
+                "memory_used_percent",
+                param(p, "memory_weight", 1.0),
+                param(p, "memory_ok", 80.0),
+            ),
+            (
+                "disk",
+                "disk_used_percent",
+                param(p, "disk_weight", 1.0),
+                param(p, "disk_ok", 85.0),
+            ),
         ];
         let mut factors = Vec::new();
         for (name, metric, weight, ok) in specs {
-            let Some(usage) = worst(&input, metric) else { continue };
+            let Some(usage) = worst(&input, metric) else {
+                continue;
+            };
             factors.push(Factor {
                 name: name.to_string(),
                 score: factor_score(usage, ok),
@@ -53,7 +70,11 @@ impl Guest for FleetHealth {
             s if s >= 70.0 => "warning",
             _ => "critical",
         };
-        Ok(Health { score, summary: format!("{status}: {score:.0}/100"), factors })
+        Ok(Health {
+            score,
+            summary: format!("{status}: {score:.0}/100"),
+            factors,
+        })
     }
 }
 

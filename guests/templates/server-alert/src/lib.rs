@@ -27,7 +27,9 @@ fn escape(s: &str) -> String {
 impl Guest for ServerAlert {
     fn render(kind: String, vars: Labels) -> Result<Rendered, String> {
         if kind != "server_alert" {
-            return Err(format!("unsupported kind `{kind}` (this template renders server_alert)"));
+            return Err(format!(
+                "unsupported kind `{kind}` (this template renders server_alert)"
+            ));
         }
         let var = |k: &str| label(&vars, k).unwrap_or("");
         let server = label(&vars, "server_name").ok_or("missing variable server_name")?;
@@ -46,7 +48,11 @@ impl Guest for ServerAlert {
         let link = format!("{}/alerts", var("base_url").trim_end_matches('/'));
         let text = format!(
             "{state}: {alert} on {server}\n\n{}\n{}\n\nValue: {}\nStarted: {}\nAt: {}\n\nDetails: {link}\n",
-            var("summary"), var("description"), var("value"), var("started"), var("timestamp"),
+            var("summary"),
+            var("description"),
+            var("value"),
+            var("started"),
+            var("timestamp"),
         );
         let html = format!(
             r#"<!DOCTYPE html><html><body style="margin:0;padding:24px;background:#f4f5f7;font-family:Arial,Helvetica,sans-serif;color:#1f2328">
@@ -72,7 +78,11 @@ impl Guest for ServerAlert {
             timestamp = escape(var("timestamp")),
             link = escape(&link),
         );
-        Ok(Rendered { subject, html, text })
+        Ok(Rendered {
+            subject,
+            html,
+            text,
+        })
     }
 }
 
