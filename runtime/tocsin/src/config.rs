@@ -108,13 +108,13 @@ impl Default for LogConfig {
 pub const DEFAULT_FILE: &str = include_str!("default-config.toml");
 
 /// Overrides from command-line flags (only the ones given).
-#[derive(Debug, Default, Serialize)]
+#[derive(Debug, Default)]
 pub struct Overrides {
-    #[serde(skip_serializing_if = "Option::is_none")]
+    /// `--data-dir`.
     pub data_dir: Option<PathBuf>,
-    #[serde(skip_serializing_if = "Option::is_none", rename = "http.listen")]
+    /// `--listen`.
     pub listen: Option<SocketAddr>,
-    #[serde(skip_serializing_if = "Option::is_none", rename = "policies.dir")]
+    /// `--policies`.
     pub policies: Option<PathBuf>,
 }
 
@@ -211,6 +211,7 @@ mod tests {
     use figment::Jail;
 
     /// Load `text` as ./tocsin.toml with `env` set, inside a jail (serialised, restored).
+    #[allow(clippy::result_large_err)] // figment's Jail API fixes the closure's error type
     fn load_text(text: &str, env: &[(&str, &str)], o: &Overrides) -> Result<Config, ConfigError> {
         let mut out = None;
         Jail::expect_with(|jail| {
