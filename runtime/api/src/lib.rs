@@ -1,5 +1,6 @@
-//! The HTTP API: `fn app(state) -> Router`. Health, the loaded guests with their grants,
-//! budgets and counters, and the latest samples of each collector. Only this crate (and `web/`) speaks HTTP.
+//! The HTTP API: `fn app(state) -> Router`. The status page (`/`, rendered by
+//! `tocsin-web`), health, the loaded guests with their grants, budgets and counters, and
+//! the latest samples of each collector. Only this crate (and `web/`) speaks HTTP.
 
 mod error;
 mod routes;

@@ -1,6 +1,7 @@
 //! Routes and handlers.
 
 use axum::extract::{Path, State};
+use axum::response::Html;
 use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::{Value, json};
@@ -12,6 +13,7 @@ use crate::state::AppState;
 /// The API router over `state`.
 pub fn app(state: AppState) -> Router {
     Router::new()
+        .route("/", get(status_page))
         .route("/healthz", get(healthz))
         .route("/api/guests", get(list_guests))
         .route("/api/guests/{name}", get(get_guest))
@@ -29,6 +31,30 @@ async fn healthz(State(state): State<AppState>) -> Json<Value> {
         "uptime_seconds": state.uptime_seconds(),
         "guests": guests.len(),
         "policy_errors": errors.len(),
+    }))
+}
+
+async fn status_page(State(state): State<AppState>) -> Html<String> {
+    let guests = state
+        .guests()
+        .iter()
+        .map(|g| {
+            let stats = g.stats();
+            tocsin_web::GuestRow {
+                name: g.name().to_string(),
+                kind: g.kind().to_string(),
+                grants: g.grants().iter().map(|c| c.name().to_string()).collect(),
+                calls: stats.calls,
+                faults: stats.deadline + stats.memory + stats.output + stats.trap,
+                last_error: stats.last_error,
+            }
+        })
+        .collect();
+    Html(tocsin_web::status_page(&tocsin_web::StatusView {
+        version: env!("CARGO_PKG_VERSION").to_string(),
+        uptime_seconds: state.uptime_seconds(),
+        guests,
+        errors: state.load_errors(),
     }))
 }
 
@@ -118,6 +144,23 @@ mod tests {
         assert_eq!(body["status"], "ok");
         assert_eq!(body["guests"], 0);
         assert_eq!(body["policy_errors"], 1);
+    }
+
+    #[tokio::test]
+    async fn status_page_is_html_with_policy_errors() {
+        let state = AppState::new();
+        state.set_guests(vec![], vec!["bad.toml: broken".into()]);
+        let response = app(state)
+            .oneshot(Request::get("/").body(Body::empty()).expect("request"))
+            .await
+            .expect("response");
+        assert_eq!(response.status(), StatusCode::OK);
+        let bytes = axum::body::to_bytes(response.into_body(), 1 << 20)
+            .await
+            .expect("body");
+        let html = String::from_utf8(bytes.to_vec()).expect("utf8");
+        assert!(html.contains("<title>Tocsin</title>"));
+        assert!(html.contains("bad.toml: broken"));
     }
 
     #[tokio::test]

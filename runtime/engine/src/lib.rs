@@ -8,7 +8,9 @@
 //! let bytes = std::fs::read("guests/target/wasm32-wasip2/release/cpu_high.wasm")?;
 //! let guest = engine.load("cpu-high", &bytes, GuestKind::AlertRule, Grants::none(), Budgets::default())?;
 //! let mut instance = guest.instance();
-//! let signals = instance.evaluate(&Default::default(), &[], &[])?;
+//! let ctx = tocsin_engine::types::Context { now_ms: 0, params: vec![] };
+//! let signals = instance.evaluate(&ctx, &[], &[])?;
+//! # let _ = signals;
 //! # Ok(()) }
 //! ```
 //!

@@ -21,8 +21,8 @@ fn free_port() -> u16 {
         .expect("free port")
 }
 
-/// GET `path` over plain HTTP/1.1; `None` while the server is not up.
-fn get(port: u16, path: &str) -> Option<(u16, Value)> {
+/// GET `path` over plain HTTP/1.1: status and body; `None` while the server is not up.
+fn get_text(port: u16, path: &str) -> Option<(u16, String)> {
     let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
     stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
     write!(
@@ -34,7 +34,13 @@ fn get(port: u16, path: &str) -> Option<(u16, Value)> {
     stream.read_to_string(&mut response).ok()?;
     let (head, body) = response.split_once("\r\n\r\n")?;
     let status = head.split_whitespace().nth(1)?.parse().ok()?;
-    Some((status, serde_json::from_str(body).ok()?))
+    Some((status, body.to_string()))
+}
+
+/// GET `path` and parse the body as JSON.
+fn get(port: u16, path: &str) -> Option<(u16, Value)> {
+    let (status, body) = get_text(port, path)?;
+    Some((status, serde_json::from_str(&body).ok()?))
 }
 
 struct Tocsin(Child);
@@ -106,6 +112,14 @@ fn default_policies_load_and_collect() {
         .and_then(|s| s["value"].as_f64())
         .expect("cpu sample");
     assert!((0.0..=100.0).contains(&cpu));
+
+    // The status page lists the guests, server-rendered.
+    let (status, page) = get_text(port, "/").expect("status page");
+    assert_eq!(status, 200);
+    assert!(
+        page.contains("<title>Tocsin</title>") && page.contains("host-basics"),
+        "{page}"
+    );
 
     // The compiled guests were cached for the next start.
     let cached = std::fs::read_dir(data.path().join("cache"))
