@@ -53,6 +53,7 @@ pub fn status_page(view: &StatusView) -> String {
                 Some(e) if g.faults > 0 => {
                     view! { <span class="err">{e.clone()}</span> }.into_any()
                 }
+                _ if g.calls == 0 => view! { <span class="muted">"idle"</span> }.into_any(),
                 _ => view! { <span class="ok">"ok"</span> }.into_any(),
             };
             let grants = if g.grants.is_empty() {
@@ -72,11 +73,16 @@ pub fn status_page(view: &StatusView) -> String {
             }
         })
         .collect_view();
-    let errors = view
-        .errors
-        .iter()
-        .map(|e| view! { <li class="err">{e.clone()}</li> })
-        .collect_view();
+    let errors = if view.errors.is_empty() {
+        view! { <p class="muted">"none"</p> }.into_any()
+    } else {
+        let items = view
+            .errors
+            .iter()
+            .map(|e| view! { <li class="err">{e.clone()}</li> })
+            .collect_view();
+        view! { <ul>{items}</ul> }.into_any()
+    };
     let body = view! {
         <main>
             <h1>"Tocsin"</h1>
@@ -99,7 +105,7 @@ pub fn status_page(view: &StatusView) -> String {
                 <tbody>{rows}</tbody>
             </table>
             <h2>"Policy errors"</h2>
-            <ul>{errors}</ul>
+            {errors}
         </main>
     };
     format!(
@@ -135,5 +141,26 @@ mod tests {
         assert!(html.contains("guest trapped: &lt;boom&gt;"), "{html}");
         assert!(html.contains("junk.toml: not a valid wasm component"));
         assert!(html.contains("up 42 s"));
+        assert!(
+            !html.contains("<p class=\"muted\">none</p>"),
+            "errors are listed"
+        );
+    }
+
+    #[test]
+    fn idle_guests_and_no_errors_say_so() {
+        let html = status_page(&StatusView {
+            guests: vec![GuestRow {
+                name: "server-alert".into(),
+                kind: "template".into(),
+                grants: vec![],
+                calls: 0,
+                faults: 0,
+                last_error: None,
+            }],
+            ..StatusView::default()
+        });
+        assert!(html.contains(">idle<"), "{html}");
+        assert!(html.contains("<p class=\"muted\">none</p>"), "{html}");
     }
 }
