@@ -173,7 +173,7 @@ fn test(root: &Path, filter: &[String]) -> anyhow::Result<()> {
 fn bench(root: &Path) -> anyhow::Result<()> {
     guests(root)?;
     let mut figures = Vec::new();
-    for (package, bench) in [("tocsin-engine", "engine")] {
+    for (package, bench) in [("tocsin-engine", "engine"), ("tocsin-store", "store")] {
         let mut cmd = cargo();
         cmd.current_dir(root)
             .args(["bench", "-p", package, "--bench", bench])

@@ -31,6 +31,7 @@ async fn healthz(State(state): State<AppState>) -> Json<Value> {
         "uptime_seconds": state.uptime_seconds(),
         "guests": guests.len(),
         "policy_errors": errors.len(),
+        "series": state.store().map(|s| s.series_count()),
     }))
 }
 
@@ -161,6 +162,27 @@ mod tests {
         let html = String::from_utf8(bytes.to_vec()).expect("utf8");
         assert!(html.contains("<title>Tocsin</title>"));
         assert!(html.contains("bad.toml: broken"));
+    }
+
+    #[tokio::test]
+    async fn healthz_counts_stored_series() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = tocsin_store::Store::open(&dir.path().join("db")).expect("store");
+        let sample = |host: &str| tocsin_store::Sample {
+            name: "up".into(),
+            labels: vec![("host".into(), host.into())],
+            ts_ms: 1,
+            value: 1.0,
+        };
+        store.ingest(&[sample("a"), sample("b")]).expect("ingest");
+        let (_, body) = get_json(
+            app(AppState::with_store(std::sync::Arc::new(store))),
+            "/healthz",
+        )
+        .await;
+        assert_eq!(body["series"], 2);
+        let (_, body) = get_json(app(AppState::new()), "/healthz").await;
+        assert!(body["series"].is_null());
     }
 
     #[tokio::test]

@@ -6,6 +6,7 @@ use std::time::Instant;
 
 use tocsin_engine::Guest;
 use tocsin_engine::types::Sample;
+use tocsin_store::Store;
 
 /// The latest round of one collector.
 #[derive(Debug, Clone)]
@@ -28,6 +29,7 @@ struct Inner {
     guests: RwLock<Vec<Guest>>,
     load_errors: RwLock<Vec<String>>,
     latest: RwLock<BTreeMap<String, Round>>,
+    store: Option<Arc<Store>>,
 }
 
 impl Default for AppState {
@@ -37,16 +39,31 @@ impl Default for AppState {
 }
 
 impl AppState {
-    /// Empty state, started now.
+    /// Empty state, started now, with no store.
     pub fn new() -> AppState {
+        AppState::build(None)
+    }
+
+    /// Empty state, started now, serving `store`.
+    pub fn with_store(store: Arc<Store>) -> AppState {
+        AppState::build(Some(store))
+    }
+
+    fn build(store: Option<Arc<Store>>) -> AppState {
         AppState {
             inner: Arc::new(Inner {
                 started: Instant::now(),
                 guests: RwLock::new(Vec::new()),
                 load_errors: RwLock::new(Vec::new()),
                 latest: RwLock::new(BTreeMap::new()),
+                store,
             }),
         }
+    }
+
+    /// The series store, when there is one.
+    pub fn store(&self) -> Option<&Store> {
+        self.inner.store.as_deref()
     }
 
     /// Replace the loaded guests and the load errors.

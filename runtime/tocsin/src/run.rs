@@ -10,6 +10,7 @@ use tocsin_api::{AppState, Round};
 use tocsin_engine::types::Context;
 use tocsin_engine::{Engine, EngineConfig, GuestKind, Providers};
 use tocsin_policy::LoadedPolicy;
+use tocsin_store::{Sample, Store};
 
 use crate::config::Config;
 
@@ -27,6 +28,7 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         .init();
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating data_dir {}", config.data_dir.display()))?;
+    let store = Arc::new(Store::open(&config.data_dir.join("tocsin.redb"))?);
     let engine = Engine::new(
         EngineConfig {
             cache_dir: config
@@ -39,18 +41,22 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         Providers::local(),
     )?;
 
-    let state = AppState::new();
+    let state = AppState::with_store(store.clone());
     let policies = load_policies(&engine, &config, &state);
     let stop = Arc::new(AtomicBool::new(false));
     for policy in policies {
         if policy.manifest.kind == GuestKind::Collector {
-            spawn_collector(policy, state.clone(), stop.clone())?;
+            spawn_collector(policy, state.clone(), store.clone(), stop.clone())?;
         }
     }
 
     let runtime = tokio::runtime::Runtime::new()?;
     let result = runtime.block_on(serve(&config, state));
     stop.store(true, Ordering::Relaxed);
+    // Not needed for durability (the WAL has everything); it leaves a compact file.
+    if let Err(e) = store.flush() {
+        tracing::warn!(error = %e, "flushing the store at shutdown");
+    }
     result
 }
 
@@ -79,6 +85,7 @@ fn load_policies(engine: &Engine, config: &Config, state: &AppState) -> Vec<Load
 fn spawn_collector(
     policy: LoadedPolicy,
     state: AppState,
+    store: Arc<Store>,
     stop: Arc<AtomicBool>,
 ) -> anyhow::Result<()> {
     let name = policy.name.clone();
@@ -92,6 +99,23 @@ fn spawn_collector(
                 match instance.collect(&ctx) {
                     Ok(samples) => {
                         tracing::debug!(collector = %policy.name, samples = samples.len(), "collected");
+                        let batch: Vec<Sample> = samples
+                            .iter()
+                            .map(|s| Sample {
+                                name: s.name.clone(),
+                                labels: s.labels.clone(),
+                                ts_ms: s.ts_ms,
+                                value: s.value,
+                            })
+                            .collect();
+                        match store.ingest(&batch) {
+                            Ok(report) => {
+                                for (i, e) in &report.rejected {
+                                    tracing::warn!(collector = %policy.name, sample = i, error = %e, "sample rejected");
+                                }
+                            }
+                            Err(e) => tracing::error!(collector = %policy.name, error = %e, "storing samples failed"),
+                        }
                         state.set_latest(&policy.name, Round { at_ms: ctx.now_ms, samples });
                     }
                     Err(e) => tracing::warn!(collector = %policy.name, error = %e, "collect failed"),

@@ -113,6 +113,14 @@ fn default_policies_load_and_collect() {
         .expect("cpu sample");
     assert!((0.0..=100.0).contains(&cpu));
 
+    // The samples are stored: every collected series is in the store.
+    let (_, health) = get(port, "/healthz").expect("healthz");
+    assert!(
+        health["series"].as_u64().expect("series") as usize >= samples.len() / 2,
+        "{health}"
+    );
+    assert!(data.path().join("tocsin.redb").is_file());
+
     // The status page lists the guests, server-rendered.
     let (status, page) = get_text(port, "/").expect("status page");
     assert_eq!(status, 200);
@@ -187,6 +195,27 @@ fn a_broken_policy_is_reported_and_the_rest_still_load() {
         "{errors:?}"
     );
     assert_eq!(guests["guests"][0]["name"], "good");
+}
+
+#[test]
+fn a_foreign_database_file_is_a_clear_startup_error() {
+    let data = tempfile::tempdir().expect("tempdir");
+    std::fs::write(data.path().join("tocsin.redb"), vec![7u8; 4096]).expect("write");
+    let out = Command::new(env!("CARGO_BIN_EXE_tocsin"))
+        .args(["run", "--listen", "127.0.0.1:0"])
+        .arg("--data-dir")
+        .arg(data.path())
+        .arg("--policies")
+        .arg(repo().join("policies"))
+        .env_remove("TOCSIN_CONFIG")
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("cannot open database") && err.contains("tocsin.redb"),
+        "{err}"
+    );
 }
 
 #[test]

@@ -1,0 +1,614 @@
+//! The series store: one redb file, an in-memory series index and per-series heads.
+//!
+//! Write path: validate → resolve series ids → one redb write transaction holding the
+//! new series and a WAL record of the batch, committed with `Durability::Immediate` →
+//! acknowledged. Samples then join their series' in-memory head. When the WAL holds
+//! enough samples, a checkpoint cuts every head's full chunks (`CHUNK_SAMPLES` points, or
+//! `MAX_CHUNK_SPAN_MS` of time), writes them compressed, and replaces the whole WAL by
+//! one record of what remains in the heads — all in one transaction. Reopening replays
+//! the WAL into the heads, so every acknowledged sample survives `kill -9`.
+
+use std::collections::{BTreeSet, HashMap};
+use std::path::Path;
+use std::sync::{Mutex, RwLock};
+
+use redb::{Database, Durability, ReadableDatabase, ReadableTable, ReadableTableMetadata};
+
+use crate::codec;
+use crate::error::{SampleError, StoreError};
+use crate::query;
+use crate::selector::Selector;
+use crate::series::{Sample, SeriesKey};
+use crate::tables::{CHUNKS, FORMAT_VERSION, META, SERIES, WAL};
+
+/// Points per chunk (a full chunk is cut at this size).
+pub const CHUNK_SAMPLES: usize = 480;
+/// Longest time a chunk spans; older head points are cut even when fewer.
+pub const MAX_CHUNK_SPAN_MS: i64 = 2 * 3600 * 1000;
+/// WAL size (samples) that triggers a checkpoint.
+pub const CHECKPOINT_SAMPLES: usize = 1_000_000;
+
+/// A function of the points in a window: `(points, window, at)`.
+type WindowFn = fn(&[(i64, f64)], i64, i64) -> Option<f64>;
+
+/// A series with its points.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SeriesData {
+    /// Its identity.
+    pub key: SeriesKey,
+    /// Points, ascending.
+    pub points: Vec<(i64, f64)>,
+}
+
+/// One value per series (latest, rate, ...).
+#[derive(Debug, Clone, PartialEq)]
+pub struct InstantValue {
+    /// Its identity.
+    pub key: SeriesKey,
+    /// Timestamp of the value.
+    pub ts_ms: i64,
+    /// The value.
+    pub value: f64,
+}
+
+/// What happened to a batch.
+#[derive(Debug, Default, PartialEq)]
+pub struct IngestReport {
+    /// Samples stored (durable when `ingest` returns).
+    pub accepted: usize,
+    /// Rejected samples: index in the batch and reason.
+    pub rejected: Vec<(usize, SampleError)>,
+    /// Series created by this batch.
+    pub new_series: usize,
+}
+
+#[derive(Default)]
+struct Index {
+    ids: HashMap<SeriesKey, u64>,
+    keys: HashMap<u64, SeriesKey>,
+    /// (label, value) → series ids; `__name__` included.
+    postings: HashMap<(String, String), BTreeSet<u64>>,
+}
+
+impl Index {
+    fn insert(&mut self, id: u64, key: SeriesKey) {
+        self.postings
+            .entry(("__name__".into(), key.name.clone()))
+            .or_default()
+            .insert(id);
+        for (k, v) in &key.labels {
+            self.postings
+                .entry((k.clone(), v.clone()))
+                .or_default()
+                .insert(id);
+        }
+        self.ids.insert(key.clone(), id);
+        self.keys.insert(id, key);
+    }
+
+    fn select(&self, selector: &Selector) -> Vec<u64> {
+        // Narrow with equality matchers through the postings, then check every matcher.
+        let mut candidates: Option<BTreeSet<u64>> = None;
+        for m in &selector.matchers {
+            if let Some(v) = m.equal_value() {
+                let ids = self
+                    .postings
+                    .get(&(m.label.clone(), v.to_string()))
+                    .cloned()
+                    .unwrap_or_default();
+                candidates = Some(match candidates {
+                    Some(c) => c.intersection(&ids).copied().collect(),
+                    None => ids,
+                });
+            }
+        }
+        let check = |id: &u64| self.keys.get(id).is_some_and(|k| selector.matches(k));
+        match candidates {
+            Some(c) => c.into_iter().filter(check).collect(),
+            None => {
+                let mut all: Vec<u64> = self.keys.keys().copied().filter(check).collect();
+                all.sort_unstable();
+                all
+            }
+        }
+    }
+}
+
+struct Writer {
+    next_series: u64,
+    next_wal: u64,
+    wal_samples: usize,
+}
+
+/// The time-series store.
+pub struct Store {
+    db: Database,
+    index: RwLock<Index>,
+    heads: RwLock<HashMap<u64, Vec<(i64, f64)>>>,
+    writer: Mutex<Writer>,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store").finish_non_exhaustive()
+    }
+}
+
+fn encode_wal(entries: &[(u64, i64, f64)]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(entries.len() * 24);
+    for (id, ts, v) in entries {
+        out.extend_from_slice(&id.to_le_bytes());
+        out.extend_from_slice(&ts.to_le_bytes());
+        out.extend_from_slice(&v.to_le_bytes());
+    }
+    out
+}
+
+fn decode_wal(bytes: &[u8]) -> Result<Vec<(u64, i64, f64)>, StoreError> {
+    if !bytes.len().is_multiple_of(24) {
+        return Err(StoreError::Corrupt {
+            what: "wal record",
+            message: format!("{} bytes", bytes.len()),
+        });
+    }
+    Ok(bytes
+        .chunks_exact(24)
+        .map(|c| {
+            let word = |i: usize| {
+                let mut b = [0u8; 8];
+                b.copy_from_slice(&c[i..i + 8]);
+                b
+            };
+            (
+                u64::from_le_bytes(word(0)),
+                i64::from_le_bytes(word(8)),
+                f64::from_le_bytes(word(16)),
+            )
+        })
+        .collect())
+}
+
+/// Insert `(ts, v)` keeping `head` sorted by time; a repeated timestamp replaces the value.
+fn push_point(head: &mut Vec<(i64, f64)>, ts: i64, v: f64) {
+    match head.last() {
+        Some(&(last, _)) if last < ts => head.push((ts, v)),
+        None => head.push((ts, v)),
+        _ => match head.binary_search_by_key(&ts, |p| p.0) {
+            Ok(i) => head[i].1 = v,
+            Err(i) => head.insert(i, (ts, v)),
+        },
+    }
+}
+
+/// Merge chunk points and head points (head wins on equal timestamps), ascending.
+fn merge(mut points: Vec<(i64, f64)>, head: &[(i64, f64)]) -> Vec<(i64, f64)> {
+    for &(ts, v) in head {
+        push_point(&mut points, ts, v);
+    }
+    points
+}
+
+impl Store {
+    /// Open (or create) the store at `path`, replaying the WAL.
+    pub fn open(path: &Path) -> Result<Store, StoreError> {
+        let open_err = |message: String| StoreError::Open {
+            path: path.display().to_string(),
+            message,
+        };
+        let db = Database::create(path).map_err(|e| open_err(e.to_string()))?;
+        let txn = db.begin_write()?;
+        let (next_series, next_wal) = {
+            let mut meta = txn.open_table(META).map_err(|e| open_err(e.to_string()))?;
+            let format = meta.get("format")?.map(|v| v.value());
+            match format {
+                None => {
+                    meta.insert("format", FORMAT_VERSION)?;
+                }
+                Some(FORMAT_VERSION) => {}
+                Some(other) => {
+                    return Err(open_err(format!(
+                        "format version {other}, this build reads {FORMAT_VERSION}"
+                    )));
+                }
+            }
+            let get = |k: &str| -> Result<u64, StoreError> {
+                Ok(meta.get(k)?.map(|v| v.value()).unwrap_or(0))
+            };
+            (get("next_series")?.max(1), get("next_wal")?.max(1))
+        };
+        txn.open_table(SERIES)?;
+        txn.open_table(CHUNKS)?;
+        txn.open_table(WAL)?;
+        txn.commit()?;
+
+        let mut index = Index::default();
+        let mut heads: HashMap<u64, Vec<(i64, f64)>> = HashMap::new();
+        let mut wal_samples = 0;
+        {
+            let read = db.begin_read().map_err(|e| open_err(e.to_string()))?;
+            let series = read.open_table(SERIES)?;
+            for row in series.iter()? {
+                let (id, bytes) = row?;
+                let key = SeriesKey::decode(bytes.value()).ok_or_else(|| StoreError::Corrupt {
+                    what: "series key",
+                    message: format!("series {}", id.value()),
+                })?;
+                index.insert(id.value(), key);
+            }
+            let wal = read.open_table(WAL)?;
+            for row in wal.iter()? {
+                let (_, bytes) = row?;
+                for (id, ts, v) in decode_wal(bytes.value())? {
+                    push_point(heads.entry(id).or_default(), ts, v);
+                    wal_samples += 1;
+                }
+            }
+        }
+        tracing::debug!(series = index.keys.len(), wal_samples, "store opened");
+        Ok(Store {
+            db,
+            index: RwLock::new(index),
+            heads: RwLock::new(heads),
+            writer: Mutex::new(Writer {
+                next_series,
+                next_wal,
+                wal_samples,
+            }),
+        })
+    }
+
+    /// Ingest a batch. Valid samples are durable when this returns `Ok`; invalid ones are
+    /// listed in the report and do not stop the rest.
+    pub fn ingest(&self, batch: &[Sample]) -> Result<IngestReport, StoreError> {
+        let mut writer = self.writer.lock().unwrap_or_else(|e| e.into_inner());
+        let mut report = IngestReport::default();
+        let mut entries = Vec::with_capacity(batch.len());
+        let mut new_series: Vec<(u64, SeriesKey)> = Vec::new();
+        {
+            let index = self.index.read().unwrap_or_else(|e| e.into_inner());
+            let mut pending: HashMap<SeriesKey, u64> = HashMap::new();
+            for (i, s) in batch.iter().enumerate() {
+                let key = match SeriesKey::new(&s.name, &s.labels) {
+                    Ok(k) => k,
+                    Err(e) => {
+                        report.rejected.push((i, e));
+                        continue;
+                    }
+                };
+                let id = match index.ids.get(&key).or_else(|| pending.get(&key)) {
+                    Some(id) => *id,
+                    None => {
+                        let id = writer.next_series;
+                        writer.next_series += 1;
+                        pending.insert(key.clone(), id);
+                        new_series.push((id, key));
+                        id
+                    }
+                };
+                entries.push((id, s.ts_ms, s.value));
+            }
+        }
+        if entries.is_empty() {
+            return Ok(report);
+        }
+        let seq = writer.next_wal;
+        let mut txn = self.db.begin_write()?;
+        txn.set_durability(Durability::Immediate)
+            .map_err(|e| StoreError::Db(e.to_string()))?;
+        {
+            let mut series = txn.open_table(SERIES)?;
+            for (id, key) in &new_series {
+                series.insert(id, key.encode().as_slice())?;
+            }
+            txn.open_table(WAL)?
+                .insert(seq, encode_wal(&entries).as_slice())?;
+            let mut meta = txn.open_table(META)?;
+            meta.insert("next_series", writer.next_series)?;
+            meta.insert("next_wal", seq + 1)?;
+        }
+        txn.commit()?;
+        writer.next_wal = seq + 1;
+        writer.wal_samples += entries.len();
+
+        report.accepted = entries.len();
+        report.new_series = new_series.len();
+        {
+            let mut index = self.index.write().unwrap_or_else(|e| e.into_inner());
+            for (id, key) in new_series {
+                index.insert(id, key);
+            }
+        }
+        {
+            let mut heads = self.heads.write().unwrap_or_else(|e| e.into_inner());
+            for (id, ts, v) in entries {
+                push_point(heads.entry(id).or_default(), ts, v);
+            }
+        }
+        if writer.wal_samples >= CHECKPOINT_SAMPLES {
+            self.checkpoint_locked(&mut writer)?;
+        }
+        Ok(report)
+    }
+
+    /// Cut full chunks from every head and compact the WAL to what remains.
+    pub fn checkpoint(&self) -> Result<(), StoreError> {
+        let mut writer = self.writer.lock().unwrap_or_else(|e| e.into_inner());
+        self.checkpoint_locked(&mut writer)
+    }
+
+    /// Flush every head into chunks, full or not (used at shutdown and by tests).
+    pub fn flush(&self) -> Result<(), StoreError> {
+        let mut writer = self.writer.lock().unwrap_or_else(|e| e.into_inner());
+        self.cut(&mut writer, true)
+    }
+
+    fn checkpoint_locked(&self, writer: &mut Writer) -> Result<(), StoreError> {
+        self.cut(writer, false)
+    }
+
+    fn cut(&self, writer: &mut Writer, everything: bool) -> Result<(), StoreError> {
+        let mut heads = self.heads.write().unwrap_or_else(|e| e.into_inner());
+        let mut chunks: Vec<((u64, i64), Vec<u8>)> = Vec::new();
+        let mut remaining: Vec<(u64, i64, f64)> = Vec::new();
+        let mut cut_counts: Vec<(u64, usize)> = Vec::new();
+        for (&id, head) in heads.iter() {
+            let mut start = 0;
+            while start < head.len() {
+                let first_ts = head[start].0;
+                let mut end = start;
+                while end < head.len()
+                    && end - start < CHUNK_SAMPLES
+                    && head[end].0 - first_ts < MAX_CHUNK_SPAN_MS
+                {
+                    end += 1;
+                }
+                let full = end - start == CHUNK_SAMPLES || end < head.len();
+                if !full && !everything {
+                    break;
+                }
+                let pts = &head[start..end];
+                let mut value = pts[pts.len() - 1].0.to_le_bytes().to_vec();
+                value.extend_from_slice(&codec::encode(pts));
+                chunks.push(((id, first_ts), value));
+                start = end;
+            }
+            remaining.extend(head[start..].iter().map(|&(ts, v)| (id, ts, v)));
+            cut_counts.push((id, start));
+        }
+        let seq = writer.next_wal;
+        let mut txn = self.db.begin_write()?;
+        txn.set_durability(Durability::Immediate)
+            .map_err(|e| StoreError::Db(e.to_string()))?;
+        {
+            let mut table = txn.open_table(CHUNKS)?;
+            for (key, value) in &chunks {
+                table.insert(key, value.as_slice())?;
+            }
+            let mut wal = txn.open_table(WAL)?;
+            wal.retain(|_, _| false)?;
+            if !remaining.is_empty() {
+                wal.insert(seq, encode_wal(&remaining).as_slice())?;
+            }
+            txn.open_table(META)?.insert("next_wal", seq + 1)?;
+        }
+        txn.commit()?;
+        writer.next_wal = seq + 1;
+        writer.wal_samples = remaining.len();
+        for (id, n) in cut_counts {
+            if let Some(head) = heads.get_mut(&id) {
+                head.drain(..n);
+            }
+        }
+        heads.retain(|_, h| !h.is_empty());
+        tracing::debug!(
+            chunks = chunks.len(),
+            remaining = remaining.len(),
+            "checkpoint"
+        );
+        Ok(())
+    }
+
+    /// Number of series.
+    pub fn series_count(&self) -> usize {
+        self.index
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .keys
+            .len()
+    }
+
+    fn select(&self, selector: &str) -> Result<Vec<(u64, SeriesKey)>, StoreError> {
+        let selector = Selector::parse(selector)?;
+        let index = self.index.read().unwrap_or_else(|e| e.into_inner());
+        Ok(index
+            .select(&selector)
+            .into_iter()
+            .filter_map(|id| index.keys.get(&id).map(|k| (id, k.clone())))
+            .collect())
+    }
+
+    /// Points of series `id` in `[start, end]`, ascending.
+    fn points(
+        &self,
+        read: &redb::ReadTransaction,
+        id: u64,
+        start: i64,
+        end: i64,
+    ) -> Result<Vec<(i64, f64)>, StoreError> {
+        let table = read.open_table(CHUNKS)?;
+        let mut points = Vec::new();
+        let from = start.saturating_sub(MAX_CHUNK_SPAN_MS);
+        for row in table.range((id, from)..=(id, end))? {
+            let (_, value) = row?;
+            let bytes = value.value();
+            let (last, body) = bytes.split_at_checked(8).ok_or(StoreError::Corrupt {
+                what: "chunk",
+                message: "short".into(),
+            })?;
+            let last = i64::from_le_bytes(last.try_into().map_err(|_| StoreError::Corrupt {
+                what: "chunk",
+                message: "short".into(),
+            })?);
+            if last < start {
+                continue;
+            }
+            let decoded = codec::decode(body).map_err(|e| StoreError::Corrupt {
+                what: "chunk",
+                message: e.to_string(),
+            })?;
+            points.extend(decoded.into_iter().filter(|p| p.0 >= start && p.0 <= end));
+        }
+        if !points.is_sorted_by_key(|p| p.0) {
+            points.sort_by_key(|p| p.0);
+        }
+        let heads = self.heads.read().unwrap_or_else(|e| e.into_inner());
+        let head: Vec<(i64, f64)> = heads
+            .get(&id)
+            .map(|h| {
+                h.iter()
+                    .copied()
+                    .filter(|p| p.0 >= start && p.0 <= end)
+                    .collect()
+            })
+            .unwrap_or_default();
+        Ok(merge(points, &head))
+    }
+
+    /// Raw points of every selected series in `[start, end]`.
+    pub fn query_raw(
+        &self,
+        selector: &str,
+        start: i64,
+        end: i64,
+    ) -> Result<Vec<SeriesData>, StoreError> {
+        let read = self.db.begin_read()?;
+        self.select(selector)?
+            .into_iter()
+            .map(|(id, key)| {
+                Ok(SeriesData {
+                    key,
+                    points: self.points(&read, id, start, end)?,
+                })
+            })
+            .collect()
+    }
+
+    /// `query_range`: every selected series at `start, start+step, .. <= end`, each value
+    /// the newest point within `lookback` before the step.
+    pub fn query_range(
+        &self,
+        selector: &str,
+        start: i64,
+        end: i64,
+        step: i64,
+        lookback: i64,
+    ) -> Result<Vec<SeriesData>, StoreError> {
+        if step <= 0 || lookback <= 0 || end < start {
+            return Err(StoreError::Query(
+                "need step > 0, lookback > 0 and start <= end".into(),
+            ));
+        }
+        if (end - start) / step > 11_000 {
+            return Err(StoreError::Query(
+                "more than 11000 steps; raise the step".into(),
+            ));
+        }
+        let read = self.db.begin_read()?;
+        let mut out = Vec::new();
+        for (id, key) in self.select(selector)? {
+            let pts = self.points(&read, id, start.saturating_sub(lookback) + 1, end)?;
+            let aligned = query::step_align(&pts, start, end, step, lookback);
+            if !aligned.is_empty() {
+                out.push(SeriesData {
+                    key,
+                    points: aligned,
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    /// The newest point of every selected series at or before `at`, within `lookback`.
+    pub fn latest(
+        &self,
+        selector: &str,
+        at: i64,
+        lookback: i64,
+    ) -> Result<Vec<InstantValue>, StoreError> {
+        let read = self.db.begin_read()?;
+        let mut out = Vec::new();
+        for (id, key) in self.select(selector)? {
+            let pts = self.points(&read, id, at.saturating_sub(lookback) + 1, at)?;
+            if let Some(&(ts_ms, value)) = pts.last() {
+                out.push(InstantValue { key, ts_ms, value });
+            }
+        }
+        Ok(out)
+    }
+
+    /// Per-second rate of every selected counter over `(at - window, at]`.
+    pub fn rate(
+        &self,
+        selector: &str,
+        window: i64,
+        at: i64,
+    ) -> Result<Vec<InstantValue>, StoreError> {
+        self.over_window(selector, window, at, query::rate)
+    }
+
+    /// Increase of every selected counter over `(at - window, at]`.
+    pub fn increase(
+        &self,
+        selector: &str,
+        window: i64,
+        at: i64,
+    ) -> Result<Vec<InstantValue>, StoreError> {
+        self.over_window(selector, window, at, query::increase)
+    }
+
+    fn over_window(
+        &self,
+        selector: &str,
+        window: i64,
+        at: i64,
+        f: WindowFn,
+    ) -> Result<Vec<InstantValue>, StoreError> {
+        if window <= 0 {
+            return Err(StoreError::Query("window must be > 0".into()));
+        }
+        let read = self.db.begin_read()?;
+        let mut out = Vec::new();
+        for (id, key) in self.select(selector)? {
+            let pts = self.points(&read, id, at - window + 1, at)?;
+            if let Some(value) = f(&pts, window, at) {
+                out.push(InstantValue {
+                    key,
+                    ts_ms: at,
+                    value,
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    /// Number of stored chunks (for tests and statistics).
+    pub fn chunk_count(&self) -> Result<u64, StoreError> {
+        Ok(self.db.begin_read()?.open_table(CHUNKS)?.len()?)
+    }
+
+    /// Samples waiting in the WAL (not yet in chunks).
+    pub fn wal_samples(&self) -> usize {
+        self.writer
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .wal_samples
+    }
+
+    /// Compact the file (after a flush, to measure or reclaim space).
+    pub fn compact(&mut self) -> Result<(), StoreError> {
+        self.db
+            .compact()
+            .map_err(|e| StoreError::Db(e.to_string()))?;
+        Ok(())
+    }
+}

@@ -1,0 +1,266 @@
+//! The store on a real redb file: ingest, reopen, queries, bad input, kill -9.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+
+use tocsin_store::{CHUNK_SAMPLES, Sample, SampleError, Store, StoreError};
+
+fn s(name: &str, labels: &[(&str, &str)], ts: i64, v: f64) -> Sample {
+    Sample {
+        name: name.into(),
+        labels: labels
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+        ts_ms: ts,
+        value: v,
+    }
+}
+
+#[test]
+fn ingest_query_flush_and_reopen() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("tocsin.redb");
+    let n = CHUNK_SAMPLES as i64 * 3 + 17;
+    {
+        let store = Store::open(&path).expect("open");
+        for t in 0..n {
+            let batch = vec![
+                s("cpu", &[("host", "a")], t * 1000, t as f64 / 4.0),
+                s(
+                    "cpu",
+                    &[("host", "b")],
+                    t * 1000,
+                    if t == 5 { f64::NAN } else { 1.0 },
+                ),
+            ];
+            let r = store.ingest(&batch).expect("ingest");
+            assert_eq!(r.accepted, 2);
+        }
+        assert_eq!(store.series_count(), 2);
+        store.checkpoint().expect("checkpoint");
+        assert_eq!(
+            store.chunk_count().expect("chunks"),
+            6,
+            "3 full chunks per series"
+        );
+        assert_eq!(store.wal_samples(), 34, "partial heads stay in the WAL");
+        let a = store
+            .query_raw(r#"cpu{host="a"}"#, 0, i64::MAX)
+            .expect("query");
+        assert_eq!(a.len(), 1);
+        assert_eq!(a[0].points.len() as i64, n);
+        assert_eq!(a[0].points[100], (100_000, 25.0));
+    }
+    let store = Store::open(&path).expect("reopen");
+    let all = store.query_raw("cpu", 0, i64::MAX).expect("query");
+    assert_eq!(all.len(), 2);
+    assert!(all.iter().all(|s| s.points.len() as i64 == n));
+    let b = &all
+        .iter()
+        .find(|s| s.key.label("host") == Some("b"))
+        .expect("b")
+        .points;
+    assert!(b[5].1.is_nan(), "NaN is a value");
+    store.flush().expect("flush");
+    assert_eq!(store.wal_samples(), 0);
+    let again = store.query_raw("cpu", 0, i64::MAX).expect("query");
+    assert_eq!(again.len(), 2);
+    assert_eq!(again[0].points.len() as i64, n);
+}
+
+#[test]
+fn bad_samples_are_rejected_and_the_rest_lands() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(&dir.path().join("db")).expect("open");
+    let many: Vec<(String, String)> = (0..40).map(|i| (format!("l{i}"), "v".into())).collect();
+    let batch = vec![
+        s("good", &[], 1, 1.0),
+        s("bad name", &[], 1, 1.0),
+        Sample {
+            name: "wide".into(),
+            labels: many,
+            ts_ms: 1,
+            value: 1.0,
+        },
+        s("good", &[], 2, f64::INFINITY),
+    ];
+    let report = store.ingest(&batch).expect("ingest");
+    assert_eq!(report.accepted, 2);
+    assert_eq!(report.rejected.len(), 2);
+    assert_eq!(report.rejected[0].0, 1);
+    assert!(matches!(report.rejected[0].1, SampleError::InvalidName(_)));
+    assert!(matches!(
+        report.rejected[1].1,
+        SampleError::TooManyLabels { count: 40, .. }
+    ));
+    let got = store.query_raw("good", 0, 10).expect("query");
+    assert_eq!(got[0].points, vec![(1, 1.0), (2, f64::INFINITY)]);
+}
+
+#[test]
+fn out_of_order_and_duplicate_timestamps() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(&dir.path().join("db")).expect("open");
+    store
+        .ingest(&[s("x", &[], 30, 3.0), s("x", &[], 10, 1.0)])
+        .expect("ingest");
+    store.flush().expect("flush");
+    store
+        .ingest(&[s("x", &[], 20, 2.0), s("x", &[], 30, 33.0)])
+        .expect("ingest");
+    let got = store.query_raw("x", 0, 100).expect("query");
+    assert_eq!(
+        got[0].points,
+        vec![(10, 1.0), (20, 2.0), (30, 33.0)],
+        "newest write wins"
+    );
+}
+
+#[test]
+fn range_latest_and_rate() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(&dir.path().join("db")).expect("open");
+    // A counter every 10 s from 10 s to 60 s with a reset, two hosts.
+    let values = [100.0, 110.0, 120.0, 5.0, 15.0, 25.0];
+    let mut batch = Vec::new();
+    for (i, v) in values.iter().enumerate() {
+        let ts = (i as i64 + 1) * 10_000;
+        batch.push(s("req_total", &[("host", "a")], ts, *v));
+        batch.push(s("req_total", &[("host", "b")], ts, (i as f64) * 10.0));
+    }
+    store.ingest(&batch).expect("ingest");
+    let inc = store
+        .increase(r#"req_total{host="a"}"#, 60_000, 60_000)
+        .expect("increase");
+    assert!((inc[0].value - 54.0).abs() < 1e-9, "{inc:?}");
+    let rate = store
+        .rate(r#"req_total{host=~"a|b"}"#, 60_000, 60_000)
+        .expect("rate");
+    assert_eq!(rate.len(), 2);
+    // b: 0..50 over 50 s sampled, extrapolated to 60 s but not below zero: to_zero = 0 s.
+    let b = rate
+        .iter()
+        .find(|r| r.key.label("host") == Some("b"))
+        .expect("b");
+    assert!(
+        (b.value - 50.0 * (50.0 / 50.0) / 60.0).abs() < 1e-9,
+        "{b:?}"
+    );
+
+    let latest = store.latest("req_total", 45_000, 300_000).expect("latest");
+    assert_eq!(latest.len(), 2);
+    assert_eq!(latest[0].ts_ms, 40_000);
+    let range = store
+        .query_range(r#"req_total{host="a"}"#, 0, 60_000, 15_000, 12_000)
+        .expect("range");
+    assert_eq!(
+        range[0].points,
+        vec![
+            (15_000, 100.0),
+            (30_000, 120.0),
+            (45_000, 5.0),
+            (60_000, 25.0)
+        ]
+    );
+    assert!(matches!(
+        store.query_range("x", 10, 0, 1, 1),
+        Err(StoreError::Query(_))
+    ));
+    assert!(matches!(
+        store.latest("bad{", 0, 1),
+        Err(StoreError::Selector { .. })
+    ));
+}
+
+#[test]
+fn a_foreign_file_is_a_clear_error() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("not-a-db");
+    std::fs::write(&path, vec![0x42u8; 8192]).expect("write");
+    let err = Store::open(&path).expect_err("foreign file");
+    assert!(matches!(err, StoreError::Open { .. }), "{err:?}");
+    assert!(err.to_string().contains("not-a-db"), "{err}");
+}
+
+const SERIES: usize = 50;
+const PER_BATCH: i64 = 10;
+
+/// Not a test on its own: the writer process `acknowledged_samples_survive_kill_9` starts and
+/// kills. It ingests batches forever, printing `acked N` after each returns.
+#[test]
+#[ignore = "helper process for acknowledged_samples_survive_kill_9"]
+fn kill9_writer() {
+    let Ok(path) = std::env::var("TOCSIN_KILL9_DB") else {
+        return;
+    };
+    let store = Store::open(std::path::Path::new(&path)).expect("open");
+    for batch in 0i64.. {
+        let mut samples = Vec::new();
+        for series in 0..SERIES {
+            for j in 0..PER_BATCH {
+                let ts = batch * PER_BATCH + j;
+                samples.push(s(
+                    "kill",
+                    &[("series", &series.to_string())],
+                    ts,
+                    ts as f64 * 0.5,
+                ));
+            }
+        }
+        store.ingest(&samples).expect("ingest");
+        println!("acked {batch}");
+        if batch % 7 == 6 {
+            store.checkpoint().expect("checkpoint");
+        }
+    }
+}
+
+#[test]
+fn acknowledged_samples_survive_kill_9() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("kill.redb");
+    let mut child = Command::new(std::env::current_exe().expect("exe"))
+        .args([
+            "--exact",
+            "kill9_writer",
+            "--ignored",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env("TOCSIN_KILL9_DB", &path)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn writer");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut acked = -1i64;
+    for line in BufReader::new(stdout).lines() {
+        let line = line.expect("line");
+        if let Some(n) = line.strip_prefix("acked ") {
+            acked = n.trim().parse().expect("number");
+            if acked >= 40 {
+                break;
+            }
+        }
+    }
+    child.kill().expect("kill -9");
+    let _ = child.wait();
+    assert!(acked >= 40, "writer acknowledged {acked} batches");
+
+    let store = Store::open(&path).expect("reopen after kill -9");
+    let series = store.query_raw("kill", 0, i64::MAX).expect("query");
+    assert_eq!(series.len(), SERIES);
+    let want = (acked + 1) * PER_BATCH;
+    for s in &series {
+        let have = s.points.len() as i64;
+        assert!(
+            have >= want,
+            "{}: {have} points, {want} acknowledged",
+            s.key.canonical()
+        );
+        for (i, p) in s.points.iter().enumerate().take(want as usize) {
+            assert_eq!(*p, (i as i64, i as f64 * 0.5));
+        }
+    }
+}
