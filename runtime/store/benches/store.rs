@@ -91,6 +91,8 @@ fn main() {
     );
 
     store.flush().expect("flush");
+    let chunk_bytes = store.chunk_bytes().expect("chunk bytes") as f64;
+    report("store_chunk_bytes_per_sample", chunk_bytes / total, "B");
     store.compact().expect("compact");
     let bytes = std::fs::metadata(&path).expect("size").len() as f64;
     report("store_bytes_per_sample", bytes / total, "B");

@@ -1,7 +1,8 @@
 //! The chunk codec: a run of `(timestamp ms, f64)` points packed into a few bits each.
 //!
-//! Timestamps: the first raw, the first delta, then delta-of-deltas with Gorilla-style
-//! prefix buckets (`0` for a regular interval: one bit per point).
+//! Timestamps: the first raw, the first delta, then one bit saying the chunk is perfectly
+//! regular (nothing more to store), or else delta-of-deltas with Gorilla-style prefix
+//! buckets (`0` for an unchanged interval: one bit per point).
 //!
 //! Values: when every value of the chunk is a finite decimal with at most 15 digits after
 //! the point (what metrics nearly always are), they become integer mantissas at one shared
@@ -198,6 +199,14 @@ fn write_timestamps(w: &mut BitWriter, points: &[(i64, f64)]) {
     }
     let mut prev_delta = points[1].0.wrapping_sub(t0);
     w.varint(zigzag(prev_delta));
+    // A perfectly regular chunk (the usual scrape) costs one bit for all its timestamps.
+    let regular = points
+        .windows(2)
+        .all(|p| p[1].0.wrapping_sub(p[0].0) == prev_delta);
+    w.write(u64::from(regular), 1);
+    if regular {
+        return;
+    }
     for pair in points[1..].windows(2) {
         let delta = pair[1].0.wrapping_sub(pair[0].0);
         let zz = zigzag(delta.wrapping_sub(prev_delta));
@@ -238,6 +247,13 @@ fn read_timestamps(
     let mut delta = unzigzag(r.varint()?);
     let mut t = t0.wrapping_add(delta);
     out.push((t, 0.0));
+    if r.bit()? {
+        for _ in 2..n {
+            t = t.wrapping_add(delta);
+            out.push((t, 0.0));
+        }
+        return Ok(());
+    }
     for _ in 2..n {
         let zz = if !r.bit()? {
             0
@@ -376,8 +392,12 @@ fn read_xor(r: &mut BitReader<'_>, out: &mut [(i64, f64)]) -> Result<(), CodecEr
     Ok(())
 }
 
-/// Encode `points` (any order, any values) into a chunk.
+/// Most points in one chunk.
+pub const MAX_POINTS: usize = 1 << 16;
+
+/// Encode `points` (any order, any values, at most [`MAX_POINTS`]) into a chunk.
 pub fn encode(points: &[(i64, f64)]) -> Vec<u8> {
+    debug_assert!(points.len() <= MAX_POINTS);
     let mut w = BitWriter::new(16 + points.len() * 2);
     w.varint(points.len() as u64);
     if points.is_empty() {
@@ -398,9 +418,8 @@ pub fn decode(bytes: &[u8]) -> Result<Vec<(i64, f64)>, CodecError> {
     if n == 0 {
         return Ok(Vec::new());
     }
-    // Every point takes at least one bit: a larger count is corruption, not a reason to
-    // allocate.
-    if n > bytes.len().saturating_mul(8) + 2 {
+    // A corrupt count must not become a huge allocation.
+    if n > MAX_POINTS {
         return Err(CodecError::Corrupt("length"));
     }
     let mut points = Vec::with_capacity(n);

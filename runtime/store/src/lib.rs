@@ -14,4 +14,4 @@ pub use error::{SampleError, StoreError};
 pub use query::Aggregation;
 pub use selector::{MatchOp, Matcher, Selector};
 pub use series::{MAX_LABELS, Sample, SeriesKey};
-pub use store::{CHUNK_SAMPLES, IngestReport, InstantValue, SeriesData, Store};
+pub use store::{CHUNK_SAMPLES, IngestReport, InstantValue, SeriesData, Store, WINDOW_MS};

@@ -6,10 +6,10 @@ use redb::TableDefinition;
 pub const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 /// Series id → encoded [`crate::SeriesKey`].
 pub const SERIES: TableDefinition<u64, &[u8]> = TableDefinition::new("series");
-/// (series id, first timestamp) → chunk: `[last ts: i64 LE][codec bytes]`.
-pub const CHUNKS: TableDefinition<(u64, i64), &[u8]> = TableDefinition::new("chunks");
+/// (window, series id, first timestamp) → chunk: `[last ts: i64 LE][codec bytes]`.
+pub const CHUNKS: TableDefinition<(i64, u64, i64), &[u8]> = TableDefinition::new("chunks");
 /// Write-ahead log: sequence → batch of `(series id, ts, value)` not yet in chunks.
 pub const WAL: TableDefinition<u64, &[u8]> = TableDefinition::new("wal");
 
 /// The on-disk format this code writes.
-pub const FORMAT_VERSION: u64 = 1;
+pub const FORMAT_VERSION: u64 = 2;

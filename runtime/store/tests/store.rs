@@ -3,7 +3,7 @@
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 
-use tocsin_store::{CHUNK_SAMPLES, Sample, SampleError, Store, StoreError};
+use tocsin_store::{Sample, SampleError, Store, StoreError, WINDOW_MS};
 
 fn s(name: &str, labels: &[(&str, &str)], ts: i64, v: f64) -> Sample {
     Sample {
@@ -21,16 +21,18 @@ fn s(name: &str, labels: &[(&str, &str)], ts: i64, v: f64) -> Sample {
 fn ingest_query_flush_and_reopen() {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("tocsin.redb");
-    let n = CHUNK_SAMPLES as i64 * 3 + 17;
+    // One point a minute for 5 windows and a bit: 4 windows close, the 5th stays open.
+    let per_window = WINDOW_MS / 60_000;
+    let n = per_window * 4 + 17;
     {
         let store = Store::open(&path).expect("open");
         for t in 0..n {
             let batch = vec![
-                s("cpu", &[("host", "a")], t * 1000, t as f64 / 4.0),
+                s("cpu", &[("host", "a")], t * 60_000, t as f64 / 4.0),
                 s(
                     "cpu",
                     &[("host", "b")],
-                    t * 1000,
+                    t * 60_000,
                     if t == 5 { f64::NAN } else { 1.0 },
                 ),
             ];
@@ -41,19 +43,23 @@ fn ingest_query_flush_and_reopen() {
         store.checkpoint().expect("checkpoint");
         assert_eq!(
             store.chunk_count().expect("chunks"),
-            6,
-            "3 full chunks per series"
+            8,
+            "4 closed windows per series"
         );
-        assert_eq!(store.wal_samples(), 34, "partial heads stay in the WAL");
+        assert_eq!(store.wal_samples(), 34, "the open window stays in the WAL");
         let a = store
             .query_raw(r#"cpu{host="a"}"#, 0, i64::MAX)
             .expect("query");
         assert_eq!(a.len(), 1);
         assert_eq!(a[0].points.len() as i64, n);
-        assert_eq!(a[0].points[100], (100_000, 25.0));
+        assert_eq!(a[0].points[100], (100 * 60_000, 25.0));
+        let part = store
+            .query_raw(r#"cpu{host="a"}"#, 119 * 60_000, 121 * 60_000)
+            .expect("query");
+        assert_eq!(part[0].points.len(), 3, "across a window boundary");
     }
     let store = Store::open(&path).expect("reopen");
-    let all = store.query_raw("cpu", 0, i64::MAX).expect("query");
+    let all = store.query_raw("cpu", i64::MIN, i64::MAX).expect("query");
     assert_eq!(all.len(), 2);
     assert!(all.iter().all(|s| s.points.len() as i64 == n));
     let b = &all
@@ -64,9 +70,16 @@ fn ingest_query_flush_and_reopen() {
     assert!(b[5].1.is_nan(), "NaN is a value");
     store.flush().expect("flush");
     assert_eq!(store.wal_samples(), 0);
-    let again = store.query_raw("cpu", 0, i64::MAX).expect("query");
-    assert_eq!(again.len(), 2);
-    assert_eq!(again[0].points.len() as i64, n);
+    // Late points for a closed window become a chunk of their own; reads merge them.
+    store
+        .ingest(&[s("cpu", &[("host", "a")], 30_000, -1.0)])
+        .expect("late");
+    store.flush().expect("flush");
+    let again = store
+        .query_raw(r#"cpu{host="a"}"#, 0, i64::MAX)
+        .expect("query");
+    assert_eq!(again[0].points.len() as i64, n + 1);
+    assert_eq!(again[0].points[1], (30_000, -1.0));
 }
 
 #[test]
@@ -96,6 +109,24 @@ fn bad_samples_are_rejected_and_the_rest_lands() {
     ));
     let got = store.query_raw("good", 0, 10).expect("query");
     assert_eq!(got[0].points, vec![(1, 1.0), (2, f64::INFINITY)]);
+}
+
+#[test]
+fn label_order_does_not_make_a_new_series() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(&dir.path().join("db")).expect("open");
+    store
+        .ingest(&[s("m", &[("z", "1"), ("a", "2")], 1, 1.0)])
+        .expect("ingest");
+    store
+        .ingest(&[s("m", &[("a", "2"), ("z", "1")], 2, 2.0)])
+        .expect("ingest");
+    store
+        .ingest(&[s("m", &[("z", "1"), ("a", "2")], 3, 3.0)])
+        .expect("ingest");
+    assert_eq!(store.series_count(), 1);
+    let got = store.query_raw(r#"m{a="2"}"#, 0, 10).expect("query");
+    assert_eq!(got[0].points, vec![(1, 1.0), (2, 2.0), (3, 3.0)]);
 }
 
 #[test]
@@ -199,7 +230,8 @@ fn kill9_writer() {
         let mut samples = Vec::new();
         for series in 0..SERIES {
             for j in 0..PER_BATCH {
-                let ts = batch * PER_BATCH + j;
+                // One point a minute: windows close and checkpoints cut chunks.
+                let ts = (batch * PER_BATCH + j) * 60_000;
                 samples.push(s(
                     "kill",
                     &[("series", &series.to_string())],
@@ -260,7 +292,8 @@ fn acknowledged_samples_survive_kill_9() {
             s.key.canonical()
         );
         for (i, p) in s.points.iter().enumerate().take(want as usize) {
-            assert_eq!(*p, (i as i64, i as f64 * 0.5));
+            let ts = i as i64 * 60_000;
+            assert_eq!(*p, (ts, ts as f64 * 0.5));
         }
     }
 }
