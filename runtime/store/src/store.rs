@@ -493,11 +493,8 @@ impl Store {
             (Some(first), Some(last)) => Some((first.0.value().0, last.0.value().0)),
             _ => None,
         };
-        let windows = match stored {
-            Some((lo, hi)) => window(start).max(lo)..=window(end).min(hi),
-            None => 1..=0,
-        };
-        for w in windows {
+        let windows = stored.map(|(lo, hi)| window(start).max(lo)..=window(end).min(hi));
+        for w in windows.into_iter().flatten() {
             for row in table.range((w, id, i64::MIN)..=(w, id, i64::MAX))? {
                 let (_, value) = row?;
                 let bytes = value.value();
