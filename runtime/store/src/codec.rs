@@ -315,8 +315,10 @@ fn read_decimal(
 ) -> Result<(), CodecError> {
     let exp = r.read(4)? as usize;
     let scale = *POW10.get(exp).ok_or(CodecError::Corrupt("exponent"))?;
+    // Integers (counters, most gauges) need no division.
+    let value = |m: i64| if exp == 0 { m as f64 } else { m as f64 / scale };
     let mut m = r.read(64)? as i64;
-    out[0].1 = m as f64 / scale;
+    out[0].1 = value(m);
     if out.len() < 2 {
         return Ok(());
     }
@@ -326,7 +328,7 @@ fn read_decimal(
         return Err(CodecError::Corrupt("width"));
     }
     m = m.wrapping_add(delta);
-    out[1].1 = m as f64 / scale;
+    out[1].1 = value(m);
     for point in &mut out[2..] {
         let v = unzigzag(r.read(bits)?);
         if mode == MODE_DOD {
@@ -335,7 +337,7 @@ fn read_decimal(
             delta = v;
         }
         m = m.wrapping_add(delta);
-        point.1 = m as f64 / scale;
+        point.1 = value(m);
     }
     Ok(())
 }
@@ -413,23 +415,33 @@ pub fn encode(points: &[(i64, f64)]) -> Vec<u8> {
 
 /// Decode a chunk made by [`encode`].
 pub fn decode(bytes: &[u8]) -> Result<Vec<(i64, f64)>, CodecError> {
+    let mut points = Vec::new();
+    decode_append(bytes, &mut points)?;
+    Ok(points)
+}
+
+/// Decode a chunk made by [`encode`], appending its points to `out`. On error `out` may
+/// hold part of the chunk.
+pub fn decode_append(bytes: &[u8], out: &mut Vec<(i64, f64)>) -> Result<(), CodecError> {
     let mut r = BitReader::new(bytes);
     let n = usize::try_from(r.varint()?).map_err(|_| CodecError::Corrupt("length"))?;
     if n == 0 {
-        return Ok(Vec::new());
+        return Ok(());
     }
     // A corrupt count must not become a huge allocation.
     if n > MAX_POINTS {
         return Err(CodecError::Corrupt("length"));
     }
-    let mut points = Vec::with_capacity(n);
-    read_timestamps(&mut r, n, &mut points)?;
+    let base = out.len();
+    out.reserve(n);
+    read_timestamps(&mut r, n, out)?;
+    let points = &mut out[base..];
     match r.read(2)? {
-        MODE_XOR => read_xor(&mut r, &mut points)?,
-        mode @ (MODE_DELTA | MODE_DOD) => read_decimal(&mut r, mode, &mut points)?,
+        MODE_XOR => read_xor(&mut r, points)?,
+        mode @ (MODE_DELTA | MODE_DOD) => read_decimal(&mut r, mode, points)?,
         _ => return Err(CodecError::Corrupt("value mode")),
     }
-    Ok(points)
+    Ok(())
 }
 
 #[cfg(test)]

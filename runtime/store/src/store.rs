@@ -235,6 +235,41 @@ fn merge(mut points: Vec<(i64, f64)>, head: &[(i64, f64)]) -> Vec<(i64, f64)> {
     points
 }
 
+/// Decode a stored chunk value and append its points within `[start, end]`.
+fn decode_into(
+    out: &mut Vec<(i64, f64)>,
+    bytes: &[u8],
+    start: i64,
+    end: i64,
+) -> Result<(), StoreError> {
+    let corrupt = |message: String| StoreError::Corrupt {
+        what: "chunk",
+        message,
+    };
+    let (last, body) = bytes
+        .split_at_checked(8)
+        .ok_or_else(|| corrupt("short".into()))?;
+    let last = i64::from_le_bytes(last.try_into().map_err(|_| corrupt("short".into()))?);
+    if last < start {
+        return Ok(());
+    }
+    let base = out.len();
+    codec::decode_append(body, out).map_err(|e| corrupt(e.to_string()))?;
+    // Only a chunk that straddles the range needs trimming.
+    let straddles = out[base..].first().is_some_and(|p| p.0 < start) || last > end;
+    if straddles {
+        let mut keep = base;
+        for i in base..out.len() {
+            if out[i].0 >= start && out[i].0 <= end {
+                out[keep] = out[i];
+                keep += 1;
+            }
+        }
+        out.truncate(keep);
+    }
+    Ok(())
+}
+
 impl Store {
     /// Open (or create) the store at `path`, replaying the WAL.
     pub fn open(path: &Path) -> Result<Store, StoreError> {
@@ -478,56 +513,49 @@ impl Store {
             .collect())
     }
 
-    /// Points of series `id` in `[start, end]`, ascending.
-    fn points(
+    /// Call `f` with every selected series and its points in `[start, end]`, ascending.
+    /// One buffer serves every series in turn: a query over many series never holds all
+    /// their raw points at once.
+    fn scan(
         &self,
-        read: &redb::ReadTransaction,
-        id: u64,
+        selector: &str,
         start: i64,
         end: i64,
-    ) -> Result<Vec<(i64, f64)>, StoreError> {
+        mut f: impl FnMut(SeriesKey, &[(i64, f64)]),
+    ) -> Result<(), StoreError> {
+        let selected = self.select(selector)?;
+        let read = self.db.begin_read()?;
         let table = read.open_table(CHUNKS)?;
-        let mut points = Vec::new();
         // Only the windows that hold chunks at all: a query may ask for all of time.
-        let stored = match (table.first()?, table.last()?) {
-            (Some(first), Some(last)) => Some((first.0.value().0, last.0.value().0)),
+        let windows = match (table.first()?, table.last()?) {
+            (Some(first), Some(last)) => {
+                Some(window(start).max(first.0.value().0)..=window(end).min(last.0.value().0))
+            }
             _ => None,
         };
-        let windows = stored.map(|(lo, hi)| window(start).max(lo)..=window(end).min(hi));
-        for w in windows.into_iter().flatten() {
-            for row in table.range((w, id, i64::MIN)..=(w, id, i64::MAX))? {
-                let (_, value) = row?;
-                let bytes = value.value();
-                let corrupt = || StoreError::Corrupt {
-                    what: "chunk",
-                    message: "short".into(),
-                };
-                let (last, body) = bytes.split_at_checked(8).ok_or_else(corrupt)?;
-                let last = i64::from_le_bytes(last.try_into().map_err(|_| corrupt())?);
-                if last < start {
-                    continue;
+        let mut points = Vec::new();
+        for (id, key) in selected {
+            points.clear();
+            for w in windows.clone().into_iter().flatten() {
+                for row in table.range((w, id, i64::MIN)..=(w, id, i64::MAX))? {
+                    decode_into(&mut points, row?.1.value(), start, end)?;
                 }
-                let decoded = codec::decode(body).map_err(|e| StoreError::Corrupt {
-                    what: "chunk",
-                    message: e.to_string(),
-                })?;
-                points.extend(decoded.into_iter().filter(|p| p.0 >= start && p.0 <= end));
             }
+            if !points.is_sorted_by_key(|p| p.0) {
+                points.sort_by_key(|p| p.0);
+            }
+            let heads = self.heads.read().unwrap_or_else(|e| e.into_inner());
+            if let Some(head) = heads.get(&id) {
+                let from = head.partition_point(|p| p.0 < start);
+                let to = head.partition_point(|p| p.0 <= end);
+                if from < to {
+                    points = merge(std::mem::take(&mut points), &head[from..to]);
+                }
+            }
+            drop(heads);
+            f(key, &points);
         }
-        if !points.is_sorted_by_key(|p| p.0) {
-            points.sort_by_key(|p| p.0);
-        }
-        let heads = self.heads.read().unwrap_or_else(|e| e.into_inner());
-        let head: Vec<(i64, f64)> = heads
-            .get(&id)
-            .map(|h| {
-                h.iter()
-                    .copied()
-                    .filter(|p| p.0 >= start && p.0 <= end)
-                    .collect()
-            })
-            .unwrap_or_default();
-        Ok(merge(points, &head))
+        Ok(())
     }
 
     /// Raw points of every selected series in `[start, end]`.
@@ -537,16 +565,14 @@ impl Store {
         start: i64,
         end: i64,
     ) -> Result<Vec<SeriesData>, StoreError> {
-        let read = self.db.begin_read()?;
-        self.select(selector)?
-            .into_iter()
-            .map(|(id, key)| {
-                Ok(SeriesData {
-                    key,
-                    points: self.points(&read, id, start, end)?,
-                })
+        let mut out = Vec::new();
+        self.scan(selector, start, end, |key, points| {
+            out.push(SeriesData {
+                key,
+                points: points.to_vec(),
             })
-            .collect()
+        })?;
+        Ok(out)
     }
 
     /// `query_range`: every selected series at `start, start+step, .. <= end`, each value
@@ -569,18 +595,18 @@ impl Store {
                 "more than 11000 steps; raise the step".into(),
             ));
         }
-        let read = self.db.begin_read()?;
         let mut out = Vec::new();
-        for (id, key) in self.select(selector)? {
-            let pts = self.points(&read, id, start.saturating_sub(lookback) + 1, end)?;
-            let aligned = query::step_align(&pts, start, end, step, lookback);
-            if !aligned.is_empty() {
-                out.push(SeriesData {
-                    key,
-                    points: aligned,
-                });
-            }
-        }
+        self.scan(
+            selector,
+            start.saturating_sub(lookback) + 1,
+            end,
+            |key, pts| {
+                let points = query::step_align(pts, start, end, step, lookback);
+                if !points.is_empty() {
+                    out.push(SeriesData { key, points });
+                }
+            },
+        )?;
         Ok(out)
     }
 
@@ -591,14 +617,12 @@ impl Store {
         at: i64,
         lookback: i64,
     ) -> Result<Vec<InstantValue>, StoreError> {
-        let read = self.db.begin_read()?;
         let mut out = Vec::new();
-        for (id, key) in self.select(selector)? {
-            let pts = self.points(&read, id, at.saturating_sub(lookback) + 1, at)?;
+        self.scan(selector, at.saturating_sub(lookback) + 1, at, |key, pts| {
             if let Some(&(ts_ms, value)) = pts.last() {
                 out.push(InstantValue { key, ts_ms, value });
             }
-        }
+        })?;
         Ok(out)
     }
 
@@ -632,18 +656,16 @@ impl Store {
         if window <= 0 {
             return Err(StoreError::Query("window must be > 0".into()));
         }
-        let read = self.db.begin_read()?;
         let mut out = Vec::new();
-        for (id, key) in self.select(selector)? {
-            let pts = self.points(&read, id, at - window + 1, at)?;
-            if let Some(value) = f(&pts, window, at) {
+        self.scan(selector, at - window + 1, at, |key, pts| {
+            if let Some(value) = f(pts, window, at) {
                 out.push(InstantValue {
                     key,
                     ts_ms: at,
                     value,
                 });
             }
-        }
+        })?;
         Ok(out)
     }
 
