@@ -669,6 +669,41 @@ impl Store {
         Ok(out)
     }
 
+    /// Delete every point older than `cutoff_ms` (whole windows: chunks whose window ends
+    /// at or before the cutoff, and head points before it). Returns the chunks deleted.
+    /// With window-first keys this is one range delete at the start of the table.
+    pub fn enforce_retention(&self, cutoff_ms: i64) -> Result<u64, StoreError> {
+        let mut writer = self.writer.lock().unwrap_or_else(|e| e.into_inner());
+        // Window w covers [w·W, (w+1)·W): it is wholly old when (w+1)·W <= cutoff.
+        let first_kept = window(cutoff_ms);
+        let mut txn = self.db.begin_write()?;
+        txn.set_durability(Durability::Immediate)
+            .map_err(|e| StoreError::Db(e.to_string()))?;
+        let mut deleted = 0u64;
+        {
+            let mut table = txn.open_table(CHUNKS)?;
+            table.retain_in(
+                (i64::MIN, 0, i64::MIN)..(first_kept, 0, i64::MIN),
+                |_, _| {
+                    deleted += 1;
+                    false
+                },
+            )?;
+        }
+        txn.commit()?;
+        {
+            let mut heads = self.heads.write().unwrap_or_else(|e| e.into_inner());
+            for head in heads.values_mut() {
+                let old = head.partition_point(|p| p.0 < cutoff_ms);
+                head.drain(..old);
+            }
+            heads.retain(|_, h| !h.is_empty());
+        }
+        // Rewrite the WAL from the trimmed heads, so a restart does not bring old points back.
+        self.cut(&mut writer, false)?;
+        Ok(deleted)
+    }
+
     /// Number of stored chunks (for tests and statistics).
     pub fn chunk_count(&self) -> Result<u64, StoreError> {
         Ok(self.db.begin_read()?.open_table(CHUNKS)?.len()?)

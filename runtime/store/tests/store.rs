@@ -329,3 +329,35 @@ fn sparse_and_dense_selections_read_the_same_points() {
         assert_eq!(s.points.len(), 300);
     }
 }
+
+#[test]
+fn retention_drops_whole_old_windows_and_old_head_points() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("db");
+    let per_window = WINDOW_MS / 60_000;
+    {
+        let store = Store::open(&path).expect("open");
+        for t in 0..per_window * 5 {
+            store
+                .ingest(&[s("r", &[], t * 60_000, t as f64)])
+                .expect("ingest");
+        }
+        store.checkpoint().expect("checkpoint");
+        assert_eq!(store.chunk_count().expect("chunks"), 4);
+        // Cut-off in the middle of window 2: windows 0 and 1 go, window 2 stays whole.
+        let cutoff = 2 * WINDOW_MS + WINDOW_MS / 2;
+        assert_eq!(store.enforce_retention(cutoff).expect("retention"), 2);
+        let pts = &store.query_raw("r", i64::MIN, i64::MAX).expect("query")[0].points;
+        assert_eq!(pts[0].0, 2 * WINDOW_MS);
+        assert_eq!(pts.len() as i64, per_window * 3);
+        // A cut-off inside the open window trims its head points too.
+        let cutoff = 4 * WINDOW_MS + 30 * 60_000;
+        store.enforce_retention(cutoff).expect("retention");
+        let pts = &store.query_raw("r", i64::MIN, i64::MAX).expect("query")[0].points;
+        assert_eq!(pts[0].0, cutoff);
+    }
+    // After a restart the trimmed points stay gone.
+    let store = Store::open(&path).expect("reopen");
+    let pts = &store.query_raw("r", i64::MIN, i64::MAX).expect("query")[0].points;
+    assert_eq!(pts[0].0, 4 * WINDOW_MS + 30 * 60_000);
+}

@@ -21,6 +21,8 @@ pub struct Config {
     pub policies: PoliciesConfig,
     /// The wasm engine.
     pub engine: EngineSection,
+    /// How long stored data is kept.
+    pub retention: RetentionConfig,
     /// Logging.
     pub log: LogConfig,
 }
@@ -51,6 +53,23 @@ pub struct EngineSection {
     pub compile_cache: bool,
 }
 
+/// Retention per data kind, enforced in the background.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetentionConfig {
+    /// Metric samples older than this are deleted (whole 2 h windows), e.g. `"30d"`.
+    #[serde(with = "humantime_serde")]
+    pub metrics: std::time::Duration,
+}
+
+impl Default for RetentionConfig {
+    fn default() -> Self {
+        RetentionConfig {
+            metrics: std::time::Duration::from_secs(30 * 24 * 3600),
+        }
+    }
+}
+
 /// Logging settings.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -66,6 +85,7 @@ impl Default for Config {
             http: HttpConfig::default(),
             policies: PoliciesConfig::default(),
             engine: EngineSection::default(),
+            retention: RetentionConfig::default(),
             log: LogConfig::default(),
         }
     }
@@ -192,6 +212,12 @@ fn validate(config: &Config, fig: &Figment) -> Result<(), ConfigError> {
         return Err(ConfigError(format!(
             "data_dir is empty, from {}",
             origin("data_dir")
+        )));
+    }
+    if config.retention.metrics < std::time::Duration::from_secs(3600) {
+        return Err(ConfigError(format!(
+            "retention.metrics must be at least 1h, from {}",
+            origin("retention.metrics")
         )));
     }
     if let Err(e) = tracing_subscriber::EnvFilter::try_new(&config.log.level) {

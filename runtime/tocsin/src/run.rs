@@ -50,6 +50,8 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         }
     }
 
+    spawn_retention(store.clone(), config.retention.metrics, stop.clone())?;
+
     let runtime = tokio::runtime::Runtime::new()?;
     let result = runtime.block_on(serve(&config, state));
     stop.store(true, Ordering::Relaxed);
@@ -124,6 +126,30 @@ fn spawn_collector(
             }
         })
         .with_context(|| format!("starting collector {name}"))?;
+    Ok(())
+}
+
+/// Enforce metric retention at start and every ten minutes.
+fn spawn_retention(store: Arc<Store>, keep: Duration, stop: Arc<AtomicBool>) -> anyhow::Result<()> {
+    let keep_ms = i64::try_from(keep.as_millis()).unwrap_or(i64::MAX);
+    std::thread::Builder::new()
+        .name("retention".into())
+        .spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                match store.enforce_retention(now_ms().saturating_sub(keep_ms)) {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(chunks = n, "retention: old chunks deleted"),
+                    Err(e) => tracing::error!(error = %e, "retention failed"),
+                }
+                for _ in 0..600 {
+                    if stop.load(Ordering::Relaxed) {
+                        return;
+                    }
+                    std::thread::sleep(Duration::from_secs(1));
+                }
+            }
+        })
+        .context("starting the retention thread")?;
     Ok(())
 }
 
