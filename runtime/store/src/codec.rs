@@ -122,17 +122,40 @@ impl<'a> BitReader<'a> {
         }
     }
 
+    /// Top up the accumulator: four bytes at once where it can, else byte by byte.
+    #[inline]
+    fn refill(&mut self) {
+        if self.n <= 32
+            && let Some(word) = self.buf.get(self.pos..self.pos + 4)
+        {
+            let word = u32::from_be_bytes([word[0], word[1], word[2], word[3]]);
+            self.acc = (self.acc << 32) | u64::from(word);
+            self.n += 32;
+            self.pos += 4;
+            return;
+        }
+        while self.n <= 56 {
+            let Some(&byte) = self.buf.get(self.pos) else {
+                return;
+            };
+            self.pos += 1;
+            self.acc = (self.acc << 8) | u64::from(byte);
+            self.n += 8;
+        }
+    }
+
+    #[inline]
     fn read(&mut self, bits: u32) -> Result<u64, CodecError> {
         if bits > 32 {
             let hi = self.read(bits - 32)?;
             let lo = self.read(32)?;
             return Ok((hi << 32) | lo);
         }
-        while self.n < bits {
-            let byte = *self.buf.get(self.pos).ok_or(CodecError::Truncated)?;
-            self.pos += 1;
-            self.acc = (self.acc << 8) | u64::from(byte);
-            self.n += 8;
+        if self.n < bits {
+            self.refill();
+            if self.n < bits {
+                return Err(CodecError::Truncated);
+            }
         }
         self.n -= bits;
         let v = (self.acc >> self.n) & mask(bits);
