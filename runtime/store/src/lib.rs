@@ -1,9 +1,11 @@
 //! Tocsin's storage, embedded in one redb file: compressed time series with a durable
 //! write-ahead, an in-memory label index, and queries (raw, step-aligned range, latest,
-//! rate/increase, aggregation). Only this crate opens redb.
+//! rate/increase, aggregation); log records with their indexes and counts. Only this crate
+//! opens redb.
 
 pub mod codec;
 mod error;
+mod logs;
 pub mod query;
 mod selector;
 mod series;
@@ -11,6 +13,7 @@ mod store;
 mod tables;
 
 pub use error::{SampleError, StoreError};
+pub use logs::{DEFAULT_LOG_LIMIT, Level, LogQuery, LogRecord, MAX_LOG_LIMIT, MAX_MESSAGE_BYTES};
 pub use query::Aggregation;
 pub use selector::{MatchOp, Matcher, Selector};
 pub use series::{MAX_LABELS, Sample, SeriesKey};

@@ -24,7 +24,9 @@ use crate::error::{SampleError, StoreError};
 use crate::query;
 use crate::selector::Selector;
 use crate::series::{Sample, SeriesKey};
-use crate::tables::{CHUNKS, FORMAT_VERSION, META, SERIES, WAL};
+use crate::tables::{
+    CHUNKS, FORMAT_VERSION, LOG_COUNTS, LOGS, LOGS_BY_LEVEL, LOGS_BY_SOURCE, META, SERIES, WAL,
+};
 
 /// Most points in one chunk (a busier window gets several).
 pub const CHUNK_SAMPLES: usize = 8192;
@@ -301,6 +303,10 @@ impl Store {
         txn.open_table(SERIES)?;
         txn.open_table(CHUNKS)?;
         txn.open_table(WAL)?;
+        txn.open_table(LOGS)?;
+        txn.open_table(LOGS_BY_SOURCE)?;
+        txn.open_table(LOGS_BY_LEVEL)?;
+        txn.open_table(LOG_COUNTS)?;
         txn.commit()?;
 
         let mut index = Index::default();
@@ -492,6 +498,11 @@ impl Store {
             "checkpoint"
         );
         Ok(())
+    }
+
+    /// The database, for the other record kinds kept in this file.
+    pub(crate) fn db(&self) -> &Database {
+        &self.db
     }
 
     /// Number of series.

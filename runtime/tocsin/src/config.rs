@@ -60,12 +60,16 @@ pub struct RetentionConfig {
     /// Metric samples older than this are deleted (whole 2 h windows), e.g. `"30d"`.
     #[serde(with = "humantime_serde")]
     pub metrics: std::time::Duration,
+    /// Log records older than this are deleted, e.g. `"7d"`.
+    #[serde(with = "humantime_serde")]
+    pub logs: std::time::Duration,
 }
 
 impl Default for RetentionConfig {
     fn default() -> Self {
         RetentionConfig {
             metrics: std::time::Duration::from_secs(30 * 24 * 3600),
+            logs: std::time::Duration::from_secs(7 * 24 * 3600),
         }
     }
 }
@@ -214,11 +218,16 @@ fn validate(config: &Config, fig: &Figment) -> Result<(), ConfigError> {
             origin("data_dir")
         )));
     }
-    if config.retention.metrics < std::time::Duration::from_secs(3600) {
-        return Err(ConfigError(format!(
-            "retention.metrics must be at least 1h, from {}",
-            origin("retention.metrics")
-        )));
+    for (key, value) in [
+        ("retention.metrics", config.retention.metrics),
+        ("retention.logs", config.retention.logs),
+    ] {
+        if value < std::time::Duration::from_secs(3600) {
+            return Err(ConfigError(format!(
+                "{key} must be at least 1h, from {}",
+                origin(key)
+            )));
+        }
     }
     if let Err(e) = tracing_subscriber::EnvFilter::try_new(&config.log.level) {
         return Err(ConfigError(format!(

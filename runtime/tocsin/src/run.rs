@@ -12,7 +12,7 @@ use tocsin_engine::{Engine, EngineConfig, GuestKind, Providers};
 use tocsin_policy::LoadedPolicy;
 use tocsin_store::{Sample, Store};
 
-use crate::config::Config;
+use crate::config::{Config, RetentionConfig};
 
 fn now_ms() -> i64 {
     SystemTime::now()
@@ -50,7 +50,7 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         }
     }
 
-    spawn_retention(store.clone(), config.retention.metrics, stop.clone())?;
+    spawn_retention(store.clone(), config.retention.clone(), stop.clone())?;
 
     let runtime = tokio::runtime::Runtime::new()?;
     let result = runtime.block_on(serve(&config, state));
@@ -129,17 +129,27 @@ fn spawn_collector(
     Ok(())
 }
 
-/// Enforce metric retention at start and every ten minutes.
-fn spawn_retention(store: Arc<Store>, keep: Duration, stop: Arc<AtomicBool>) -> anyhow::Result<()> {
-    let keep_ms = i64::try_from(keep.as_millis()).unwrap_or(i64::MAX);
+/// Enforce retention at start and every ten minutes.
+fn spawn_retention(
+    store: Arc<Store>,
+    keep: RetentionConfig,
+    stop: Arc<AtomicBool>,
+) -> anyhow::Result<()> {
+    let ms = |d: Duration| i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
+    let (metrics_ms, logs_ms) = (ms(keep.metrics), ms(keep.logs));
     std::thread::Builder::new()
         .name("retention".into())
         .spawn(move || {
             while !stop.load(Ordering::Relaxed) {
-                match store.enforce_retention(now_ms().saturating_sub(keep_ms)) {
+                match store.enforce_retention(now_ms().saturating_sub(metrics_ms)) {
                     Ok(0) => {}
                     Ok(n) => tracing::info!(chunks = n, "retention: old chunks deleted"),
-                    Err(e) => tracing::error!(error = %e, "retention failed"),
+                    Err(e) => tracing::error!(error = %e, "metric retention failed"),
+                }
+                match store.enforce_log_retention(now_ms().saturating_sub(logs_ms)) {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(records = n, "retention: old log records deleted"),
+                    Err(e) => tracing::error!(error = %e, "log retention failed"),
                 }
                 for _ in 0..600 {
                     if stop.load(Ordering::Relaxed) {
