@@ -5,7 +5,7 @@
 //! index them; `log_counts` keeps per-hour counts by `(source, hour, level)` so the 24 h
 //! summary never scans records.
 
-use redb::{Durability, ReadableDatabase, ReadableTable};
+use redb::{ReadableDatabase, ReadableTable};
 
 use crate::error::StoreError;
 use crate::store::Store;
@@ -159,9 +159,7 @@ impl Store {
         if records.is_empty() {
             return Ok(0);
         }
-        let mut txn = self.db().begin_write()?;
-        txn.set_durability(Durability::Immediate)
-            .map_err(|e| StoreError::Db(e.to_string()))?;
+        let txn = self.durable_write()?;
         {
             let mut meta = txn.open_table(META)?;
             let mut seq = meta.get("next_log")?.map(|v| v.value()).unwrap_or(1);
@@ -289,9 +287,7 @@ impl Store {
     /// the hourly counts.
     /// Returns the records deleted.
     pub fn enforce_log_retention(&self, cutoff_ms: i64) -> Result<usize, StoreError> {
-        let mut txn = self.db().begin_write()?;
-        txn.set_durability(Durability::Immediate)
-            .map_err(|e| StoreError::Db(e.to_string()))?;
+        let txn = self.durable_write()?;
         let deleted = {
             let mut logs = txn.open_table(LOGS)?;
             let mut by_source = txn.open_table(LOGS_BY_SOURCE)?;

@@ -385,9 +385,7 @@ impl Store {
             return Ok(report);
         }
         let seq = writer.next_wal;
-        let mut txn = self.db.begin_write()?;
-        txn.set_durability(Durability::Immediate)
-            .map_err(|e| StoreError::Db(e.to_string()))?;
+        let txn = self.durable_write()?;
         {
             let mut series = txn.open_table(SERIES)?;
             for (id, key) in &new_series {
@@ -468,9 +466,7 @@ impl Store {
         // In key order: one sequential pass, appended after the existing windows.
         chunks.sort_unstable_by_key(|(key, _)| *key);
         let seq = writer.next_wal;
-        let mut txn = self.db.begin_write()?;
-        txn.set_durability(Durability::Immediate)
-            .map_err(|e| StoreError::Db(e.to_string()))?;
+        let txn = self.durable_write()?;
         {
             let mut table = txn.open_table(CHUNKS)?;
             for (key, value) in &chunks {
@@ -503,6 +499,15 @@ impl Store {
     /// The database, for the other record kinds kept in this file.
     pub(crate) fn db(&self) -> &Database {
         &self.db
+    }
+
+    /// A write transaction whose commit returns only once it is on disk: every write of
+    /// the store is acknowledged through one of these.
+    pub(crate) fn durable_write(&self) -> Result<redb::WriteTransaction, StoreError> {
+        let mut txn = self.db.begin_write()?;
+        txn.set_durability(Durability::Immediate)
+            .map_err(|e| StoreError::Db(e.to_string()))?;
+        Ok(txn)
     }
 
     /// Number of series.
@@ -687,9 +692,7 @@ impl Store {
         let mut writer = self.writer.lock().unwrap_or_else(|e| e.into_inner());
         // Window w covers [w·W, (w+1)·W): it is wholly old when (w+1)·W <= cutoff.
         let first_kept = window(cutoff_ms);
-        let mut txn = self.db.begin_write()?;
-        txn.set_durability(Durability::Immediate)
-            .map_err(|e| StoreError::Db(e.to_string()))?;
+        let txn = self.durable_write()?;
         let mut deleted = 0u64;
         {
             let mut table = txn.open_table(CHUNKS)?;
