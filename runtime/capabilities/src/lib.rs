@@ -6,6 +6,7 @@
 //! that can hand out the capability. This crate talks to the outside world on a guest's
 //! behalf; it never decides what a guest may do (grants are checked by the engine at load).
 
+pub mod metrics;
 pub mod sensors;
 
 /// The capability interfaces a guest may import, by WIT interface name.
@@ -70,6 +71,8 @@ impl std::fmt::Display for Capability {
 pub struct Providers {
     /// Local sensors.
     pub sensors: Option<std::sync::Arc<dyn sensors::SensorSource>>,
+    /// The metrics store.
+    pub metrics: Option<std::sync::Arc<dyn metrics::MetricsSource>>,
 }
 
 impl Providers {
@@ -83,13 +86,25 @@ impl Providers {
                 None
             }
         };
-        Providers { sensors }
+        Providers {
+            sensors,
+            metrics: None,
+        }
+    }
+
+    /// These providers, with `metrics` served from `source`.
+    pub fn with_metrics(self, source: std::sync::Arc<dyn metrics::MetricsSource>) -> Providers {
+        Providers {
+            metrics: Some(source),
+            ..self
+        }
     }
 
     /// Whether this runtime can serve `cap`.
     pub fn provides(&self, cap: Capability) -> bool {
         match cap {
             Capability::Sensors => self.sensors.is_some(),
+            Capability::Metrics => self.metrics.is_some(),
             _ => false,
         }
     }

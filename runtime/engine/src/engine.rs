@@ -115,6 +115,9 @@ impl Engine {
         if providers.sensors.is_some() {
             tocsin_capabilities::sensors::add_to_linker(&mut linker).map_err(link)?;
         }
+        if providers.metrics.is_some() {
+            tocsin_capabilities::metrics::add_to_linker(&mut linker).map_err(link)?;
+        }
 
         let ticker = Ticker::start(engine.clone(), config.epoch_tick)?;
         Ok(Engine {

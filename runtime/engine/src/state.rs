@@ -10,6 +10,7 @@ use tocsin_bindings::sensors::{
 };
 use tocsin_bindings::types::Error;
 use tocsin_capabilities::Providers;
+use tocsin_capabilities::metrics::{MetricsCtx, MetricsSource, MetricsView};
 use tocsin_capabilities::sensors::{SensorSource, SensorsCtx, SensorsView, SharedSensors};
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
@@ -26,6 +27,7 @@ pub(crate) struct GuestState {
     pub(crate) limiter: Limiter,
     pub(crate) stderr: MemoryOutputPipe,
     sensors: SharedSensors,
+    metrics: Arc<dyn MetricsSource>,
 }
 
 impl GuestState {
@@ -47,6 +49,10 @@ impl GuestState {
                 .sensors
                 .clone()
                 .unwrap_or_else(|| Arc::new(NoSensors)),
+            metrics: providers
+                .metrics
+                .clone()
+                .unwrap_or_else(|| Arc::new(NoSensors)),
         }
     }
 }
@@ -66,12 +72,37 @@ impl SensorsView for GuestState {
     }
 }
 
-/// Stands in where a runtime has no sensors. Never reached through the linker (a guest that
-/// imports `sensors` is refused at load when there is no provider); it keeps the state total.
+impl MetricsView for GuestState {
+    fn metrics(&mut self) -> MetricsCtx<'_> {
+        MetricsCtx::new(&*self.metrics)
+    }
+}
+
+/// Stands in where a runtime has no sensors or metrics. Never reached through the linker (a
+/// guest that imports a capability without a provider is refused at load); it keeps the
+/// state total.
 struct NoSensors;
 
 fn unavailable<T>() -> Result<T, Error> {
-    Err(Error::Unavailable("no sensors in this runtime".into()))
+    Err(Error::Unavailable("not provided by this runtime".into()))
+}
+
+impl MetricsSource for NoSensors {
+    fn query_range(
+        &self,
+        _: &str,
+        _: i64,
+        _: i64,
+        _: i64,
+    ) -> Result<Vec<tocsin_bindings::types::Series>, Error> {
+        unavailable()
+    }
+    fn latest(&self, _: &str) -> Result<Vec<tocsin_bindings::types::Sample>, Error> {
+        unavailable()
+    }
+    fn rate(&self, _: &str, _: i64, _: i64) -> Result<Vec<tocsin_bindings::types::Sample>, Error> {
+        unavailable()
+    }
 }
 
 impl SensorSource for NoSensors {

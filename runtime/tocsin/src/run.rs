@@ -38,7 +38,7 @@ pub fn run(config: Config) -> anyhow::Result<()> {
             epoch_tick: Duration::from_millis(config.engine.epoch_tick_ms),
             ..EngineConfig::default()
         },
-        Providers::local(),
+        Providers::local().with_metrics(store.clone()),
     )?;
 
     let state = AppState::with_store(store.clone());
