@@ -48,11 +48,11 @@ impl GuestState {
             sensors: providers
                 .sensors
                 .clone()
-                .unwrap_or_else(|| Arc::new(NoSensors)),
+                .unwrap_or_else(|| Arc::new(Unprovided)),
             metrics: providers
                 .metrics
                 .clone()
-                .unwrap_or_else(|| Arc::new(NoSensors)),
+                .unwrap_or_else(|| Arc::new(Unprovided)),
         }
     }
 }
@@ -81,13 +81,13 @@ impl MetricsView for GuestState {
 /// Stands in where a runtime has no sensors or metrics. Never reached through the linker (a
 /// guest that imports a capability without a provider is refused at load); it keeps the
 /// state total.
-struct NoSensors;
+struct Unprovided;
 
 fn unavailable<T>() -> Result<T, Error> {
     Err(Error::Unavailable("not provided by this runtime".into()))
 }
 
-impl MetricsSource for NoSensors {
+impl MetricsSource for Unprovided {
     fn query_range(
         &self,
         _: &str,
@@ -105,7 +105,7 @@ impl MetricsSource for NoSensors {
     }
 }
 
-impl SensorSource for NoSensors {
+impl SensorSource for Unprovided {
     fn cpu(&self) -> Result<CpuStats, Error> {
         unavailable()
     }
