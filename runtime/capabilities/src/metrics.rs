@@ -5,7 +5,7 @@
 
 use tocsin_bindings::metrics::Host;
 use tocsin_bindings::types::{Error, Sample, Series};
-use tocsin_store::{Store, StoreError};
+use tocsin_store::{InstantValue, Store, StoreError};
 use wasmtime::component::{HasData, Linker};
 
 /// Most points (or samples) one call may return.
@@ -46,6 +46,21 @@ fn too_large(n: usize) -> Result<(), Error> {
     Ok(())
 }
 
+/// One sample per series, as guests receive them, bounded like every answer.
+fn instant_samples(values: Result<Vec<InstantValue>, StoreError>) -> Result<Vec<Sample>, Error> {
+    let values = values.map_err(store_error)?;
+    too_large(values.len())?;
+    Ok(values
+        .into_iter()
+        .map(|v| Sample {
+            name: v.key.name,
+            labels: v.key.labels,
+            ts_ms: v.ts_ms,
+            value: v.value,
+        })
+        .collect())
+}
+
 impl MetricsSource for Store {
     fn query_range(
         &self,
@@ -75,31 +90,11 @@ impl MetricsSource for Store {
     }
 
     fn latest(&self, selector: &str) -> Result<Vec<Sample>, Error> {
-        let values = Store::latest(self, selector, i64::MAX, i64::MAX).map_err(store_error)?;
-        too_large(values.len())?;
-        Ok(values
-            .into_iter()
-            .map(|v| Sample {
-                name: v.key.name,
-                labels: v.key.labels,
-                ts_ms: v.ts_ms,
-                value: v.value,
-            })
-            .collect())
+        instant_samples(Store::latest(self, selector, i64::MAX, i64::MAX))
     }
 
     fn rate(&self, selector: &str, window: i64, at: i64) -> Result<Vec<Sample>, Error> {
-        let values = Store::rate(self, selector, window, at).map_err(store_error)?;
-        too_large(values.len())?;
-        Ok(values
-            .into_iter()
-            .map(|v| Sample {
-                name: v.key.name,
-                labels: v.key.labels,
-                ts_ms: v.ts_ms,
-                value: v.value,
-            })
-            .collect())
+        instant_samples(Store::rate(self, selector, window, at))
     }
 }
 
