@@ -5,7 +5,7 @@
 
 use std::time::Instant;
 
-use tocsin_store::{Sample, Store};
+use tocsin_store::{Resolution, RollupAgg, Sample, Store};
 
 const SERIES: usize = 1000;
 const SAMPLES: usize = 10_000;
@@ -93,24 +93,61 @@ fn main() {
     store.flush().expect("flush");
     let chunk_bytes = store.chunk_bytes().expect("chunk bytes") as f64;
     report("store_chunk_bytes_per_sample", chunk_bytes / total, "B");
+    for (res, name) in [
+        (Resolution::Minute, "store_rollup_1m_bytes_per_sample"),
+        (Resolution::Hour, "store_rollup_1h_bytes_per_sample"),
+    ] {
+        let bytes = store.rollup_bytes(res).expect("rollup bytes") as f64;
+        report(name, bytes / total, "B");
+    }
     store.compact().expect("compact");
     let bytes = std::fs::metadata(&path).expect("size").len() as f64;
     report("store_bytes_per_sample", bytes / total, "B");
 
-    let end = T0 + (SAMPLES as i64 - 1) * STEP_MS;
+    // A dashboard's 24 h range: the newest minute, 60 s step, 5 min lookback.
+    let last = T0 + (SAMPLES as i64 - 1) * STEP_MS;
+    let end = last - last % 60_000;
     let start = end - 24 * 3600 * 1000;
-    let mut times = Vec::new();
-    for _ in 0..5 {
-        let started = Instant::now();
-        let out = store
-            .query_range(r#"{__name__=~"node_.*"}"#, start, end, 60_000, 300_000)
-            .expect("range");
-        times.push(started.elapsed().as_secs_f64() * 1e3);
-        assert_eq!(out.len(), SERIES);
-        assert_eq!(out[0].points.len(), 1441);
-    }
-    times.sort_by(f64::total_cmp);
-    report("store_query_range_ms", times[times.len() / 2], "ms");
+    let selector = r#"{__name__=~"node_.*"}"#;
+    let median = |expect: usize, f: &dyn Fn() -> usize| {
+        let mut times = Vec::new();
+        for _ in 0..5 {
+            let started = Instant::now();
+            assert_eq!(f(), expect);
+            times.push(started.elapsed().as_secs_f64() * 1e3);
+        }
+        times.sort_by(f64::total_cmp);
+        times[times.len() / 2]
+    };
+    let points = |out: Vec<tocsin_store::SeriesData>| out.iter().map(|s| s.points.len()).sum();
+    let range = median(SERIES * 1441, &|| {
+        points(
+            store
+                .query_range(selector, start, end, 60_000, 300_000)
+                .expect("range"),
+        )
+    });
+    report("store_query_range_ms", range, "ms");
+    let avg = median(SERIES * 1441, &|| {
+        points(
+            store
+                .query_rollup(selector, start, end, 60_000, RollupAgg::Avg)
+                .expect("avg"),
+        )
+    });
+    report("store_query_avg_1m_ms", avg, "ms");
+    // The whole 41.7 h at a 1 h step (a long chart): 1-hour rollups, no raw points.
+    let hour = 3_600_000;
+    let first = T0 - T0 % hour + hour;
+    let hours = ((end - first) / hour + 1) as usize;
+    let hourly = median(SERIES * hours, &|| {
+        points(
+            store
+                .query_rollup(selector, first, end, hour, RollupAgg::Avg)
+                .expect("avg"),
+        )
+    });
+    report("store_query_avg_1h_ms", hourly, "ms");
     drop(store);
 
     // Rate over 5 minutes for 10,000 counters with 10 minutes of 15 s data.

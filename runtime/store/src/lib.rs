@@ -1,20 +1,26 @@
 //! Tocsin's storage, embedded in one redb file: compressed time series with a durable
 //! write-ahead, an in-memory label index, and queries (raw, step-aligned range, latest,
-//! rate/increase, aggregation); log records with their indexes and counts. Only this crate
+//! rate/increase, aggregation) with 1-minute and 1-hour rollups; log records with their indexes and counts. Only this crate
 //! opens redb.
 
 pub mod codec;
 mod error;
 mod logs;
 pub mod query;
+pub mod rollup;
+mod rollup_query;
 mod selector;
 mod series;
 mod store;
 mod tables;
 
 pub use error::{SampleError, StoreError};
-pub use logs::{DEFAULT_LOG_LIMIT, Level, LogQuery, LogRecord, MAX_LOG_LIMIT, MAX_MESSAGE_BYTES};
+pub use logs::{
+    CLIENT_SOURCE_PREFIX, DEFAULT_LOG_LIMIT, Level, LogQuery, LogRecord, MAX_LOG_LIMIT,
+    MAX_MESSAGE_BYTES,
+};
 pub use query::Aggregation;
+pub use rollup::{Resolution, RollupAgg};
 pub use selector::{MatchOp, Matcher, Selector};
-pub use series::{MAX_LABELS, Sample, SeriesKey};
+pub use series::{MAX_LABELS, STALE_NAN, Sample, SeriesKey, is_stale};
 pub use store::{CHUNK_SAMPLES, IngestReport, InstantValue, SeriesData, Store, WINDOW_MS};

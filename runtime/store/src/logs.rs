@@ -18,6 +18,10 @@ pub const DEFAULT_LOG_LIMIT: usize = 50;
 /// Longest message kept; longer ones are cut (and marked) rather than refused.
 pub const MAX_MESSAGE_BYTES: usize = 16 * 1024;
 
+/// Sources of fleet clients' logs start with this (`client/{id}`); they have their own
+/// retention (90 days by default, against 7 for the host's own logs).
+pub const CLIENT_SOURCE_PREFIX: &str = "client/";
+
 const HOUR_MS: i64 = 3600 * 1000;
 
 /// Log severity, ordered.
@@ -283,32 +287,51 @@ impl Store {
         Ok(out)
     }
 
-    /// Delete records older than `cutoff_ms` with their index entries, and take them out of
-    /// the hourly counts.
-    /// Returns the records deleted.
-    pub fn enforce_log_retention(&self, cutoff_ms: i64) -> Result<usize, StoreError> {
+    /// Delete records older than their kind's cutoff — `client_cutoff_ms` for sources
+    /// under [`CLIENT_SOURCE_PREFIX`], `cutoff_ms` for the rest — with their index entries,
+    /// and take them out of the hourly counts. Walks the source index, so each source reads
+    /// only its own old records. Returns the records deleted.
+    pub fn enforce_log_retention(
+        &self,
+        cutoff_ms: i64,
+        client_cutoff_ms: i64,
+    ) -> Result<usize, StoreError> {
         let txn = self.durable_write()?;
         let deleted = {
             let mut logs = txn.open_table(LOGS)?;
             let mut by_source = txn.open_table(LOGS_BY_SOURCE)?;
             let mut by_level = txn.open_table(LOGS_BY_LEVEL)?;
-            let old: Vec<(i64, u64, String, u8)> = logs
-                .range((i64::MIN, 0)..(cutoff_ms, 0))?
-                .map(|row| {
-                    let (k, v) = row?;
-                    let (ts, seq) = k.value();
-                    let r =
-                        decode(ts, v.value()).ok_or_else(|| corrupt(format!("at {ts}/{seq}")))?;
-                    Ok((ts, seq, r.source, r.level as u8))
-                })
-                .collect::<Result<_, StoreError>>()?;
             let mut counts = txn.open_table(LOG_COUNTS)?;
-            for (ts, seq, source, level) in &old {
-                logs.remove((*ts, *seq))?;
+            let mut old: Vec<(String, i64, u64)> = Vec::new();
+            // Jump from source to source: the next one sorts after `source + "\0"`.
+            let mut next: Option<String> = Some(String::new());
+            while let Some(from) = next.take() {
+                let Some(first) = by_source.range((from.as_str(), i64::MIN, 0)..)?.next() else {
+                    break;
+                };
+                let source = first?.0.value().0.to_string();
+                let cutoff = if source.starts_with(CLIENT_SOURCE_PREFIX) {
+                    client_cutoff_ms
+                } else {
+                    cutoff_ms
+                };
+                for row in
+                    by_source.range((source.as_str(), i64::MIN, 0)..(source.as_str(), cutoff, 0))?
+                {
+                    let (_, ts, seq) = row?.0.value();
+                    old.push((source.clone(), ts, seq));
+                }
+                next = Some(format!("{source}\0"));
+            }
+            for (source, ts, seq) in &old {
+                let level = match logs.remove((*ts, *seq))? {
+                    Some(v) => v.value().first().copied().unwrap_or(0),
+                    None => return Err(corrupt(format!("index entry without record {ts}/{seq}"))),
+                };
                 by_source.remove((source.as_str(), *ts, *seq))?;
-                by_level.remove((*level, *ts, *seq))?;
+                by_level.remove((level, *ts, *seq))?;
                 // Counts follow the records they count.
-                let key = (source.as_str(), ts.div_euclid(HOUR_MS), *level);
+                let key = (source.as_str(), ts.div_euclid(HOUR_MS), level);
                 let n = counts.get(key)?.map(|v| v.value()).unwrap_or(0);
                 if n <= 1 {
                     counts.remove(key)?;

@@ -4,8 +4,10 @@
 
 use std::collections::BTreeMap;
 
+use crate::series::is_stale;
+
 /// `query_range` alignment: at each `t = start, start+step, .. <= end`, the newest point
-/// with `t - lookback < ts <= t`. `points` ascending.
+/// with `t - lookback < ts <= t`, unless that point is a stale marker. `points` ascending.
 pub fn step_align(
     points: &[(i64, f64)],
     start: i64,
@@ -23,7 +25,7 @@ pub fn step_align(
         while i < points.len() && points[i].0 <= t {
             i += 1;
         }
-        if i > 0 && points[i - 1].0 > t - lookback {
+        if i > 0 && points[i - 1].0 > t - lookback && !is_stale(points[i - 1].1) {
             out.push((t, points[i - 1].1));
         }
         t = match t.checked_add(step) {
@@ -35,13 +37,14 @@ pub fn step_align(
 }
 
 /// Prometheus' `increase` (`rate` = this / window seconds) over the points in
-/// `(at - window, at]`, ascending. `None` with fewer than two points.
+/// `(at - window, at]`, ascending; stale markers are skipped. `None` with fewer than two
+/// points.
 pub fn increase(points: &[(i64, f64)], window_ms: i64, at_ms: i64) -> Option<f64> {
     let range_start = at_ms - window_ms;
     let pts: Vec<(i64, f64)> = points
         .iter()
         .copied()
-        .filter(|p| p.0 > range_start && p.0 <= at_ms)
+        .filter(|p| p.0 > range_start && p.0 <= at_ms && !is_stale(p.1))
         .collect();
     if pts.len() < 2 {
         return None;

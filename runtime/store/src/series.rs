@@ -10,6 +10,15 @@ pub const MAX_NAME_LEN: usize = 256;
 /// Longest label value.
 pub const MAX_VALUE_LEN: usize = 1024;
 
+/// Bits of the stale marker: a NaN that says "this series ended here" (Prometheus' value),
+/// distinct from an ordinary NaN measurement.
+pub const STALE_NAN: u64 = 0x7ff0_0000_0000_0002;
+
+/// Whether `v` is the stale marker (ordinary NaNs are values).
+pub fn is_stale(v: f64) -> bool {
+    v.to_bits() == STALE_NAN
+}
+
 /// One measurement to ingest.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Sample {
@@ -21,6 +30,19 @@ pub struct Sample {
     pub ts_ms: i64,
     /// Value; NaN and infinities are legal.
     pub value: f64,
+}
+
+impl Sample {
+    /// The stale marker for a series at `ts_ms`: queries see no value from here on until
+    /// the series reports again.
+    pub fn stale(name: &str, labels: &[(String, String)], ts_ms: i64) -> Sample {
+        Sample {
+            name: name.to_string(),
+            labels: labels.to_vec(),
+            ts_ms,
+            value: f64::from_bits(STALE_NAN),
+        }
+    }
 }
 
 /// A series' identity, labels sorted by key.

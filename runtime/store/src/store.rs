@@ -22,10 +22,13 @@ use redb::{Database, Durability, ReadableDatabase, ReadableTable, ReadableTableM
 use crate::codec;
 use crate::error::{SampleError, StoreError};
 use crate::query;
+use crate::rollup::{self, Resolution};
 use crate::selector::Selector;
+use crate::series::is_stale;
 use crate::series::{Sample, SeriesKey};
 use crate::tables::{
-    CHUNKS, FORMAT_VERSION, LOG_COUNTS, LOGS, LOGS_BY_LEVEL, LOGS_BY_SOURCE, META, SERIES, WAL,
+    CHUNKS, FORMAT_VERSION, LOG_COUNTS, LOGS, LOGS_BY_LEVEL, LOGS_BY_SOURCE, META, ROLLUP_1H,
+    ROLLUP_1M, SERIES, WAL,
 };
 
 /// Most points in one chunk (a busier window gets several).
@@ -35,8 +38,18 @@ pub const WINDOW_MS: i64 = 2 * 3600 * 1000;
 /// WAL size (samples) that triggers a checkpoint.
 pub const CHECKPOINT_SAMPLES: usize = 1_000_000;
 
-fn window(ts: i64) -> i64 {
+pub(crate) fn window(ts: i64) -> i64 {
     ts.div_euclid(WINDOW_MS)
+}
+
+/// The table of a resolution.
+pub(crate) fn rollup_table(
+    res: Resolution,
+) -> redb::TableDefinition<'static, (i64, u64, i64), &'static [u8]> {
+    match res {
+        Resolution::Minute => ROLLUP_1M,
+        Resolution::Hour => ROLLUP_1H,
+    }
 }
 
 /// A function of the points in a window: `(points, window, at)`.
@@ -238,7 +251,7 @@ fn merge(mut points: Vec<(i64, f64)>, head: &[(i64, f64)]) -> Vec<(i64, f64)> {
 }
 
 /// Decode a stored chunk value and append its points within `[start, end]`.
-fn decode_into(
+pub(crate) fn decode_into(
     out: &mut Vec<(i64, f64)>,
     bytes: &[u8],
     start: i64,
@@ -302,6 +315,8 @@ impl Store {
         };
         txn.open_table(SERIES)?;
         txn.open_table(CHUNKS)?;
+        txn.open_table(ROLLUP_1M)?;
+        txn.open_table(ROLLUP_1H)?;
         txn.open_table(WAL)?;
         txn.open_table(LOGS)?;
         txn.open_table(LOGS_BY_SOURCE)?;
@@ -436,6 +451,8 @@ impl Store {
     fn cut(&self, writer: &mut Writer, everything: bool) -> Result<(), StoreError> {
         let mut heads = self.heads.write().unwrap_or_else(|e| e.into_inner());
         let mut chunks: Vec<((i64, u64, i64), Vec<u8>)> = Vec::new();
+        let mut minutes: Vec<((i64, u64, i64), Vec<u8>)> = Vec::new();
+        let mut hours: Vec<((i64, u64, i64), Vec<u8>)> = Vec::new();
         let mut remaining: Vec<(u64, i64, f64)> = Vec::new();
         let mut cut_counts: Vec<(u64, usize)> = Vec::new();
         let open_window = window(newest(&heads));
@@ -453,7 +470,13 @@ impl Store {
                 let pts = &head[start..end];
                 let mut value = pts[pts.len() - 1].0.to_le_bytes().to_vec();
                 value.extend_from_slice(&codec::encode(pts));
-                chunks.push(((w, id, pts[0].0), value));
+                let key = (w, id, pts[0].0);
+                chunks.push((key, value));
+                minutes.push((key, rollup::encode_dense(pts, Resolution::Minute.ms())));
+                hours.push((
+                    key,
+                    rollup::encode(&rollup::buckets(pts, Resolution::Hour.ms())),
+                ));
                 start = end;
             }
             remaining.extend(head[start..].iter().map(|&(ts, v)| (id, ts, v)));
@@ -461,12 +484,20 @@ impl Store {
         }
         // In key order: one sequential pass, appended after the existing windows.
         chunks.sort_unstable_by_key(|(key, _)| *key);
+        minutes.sort_unstable_by_key(|(key, _)| *key);
+        hours.sort_unstable_by_key(|(key, _)| *key);
         let seq = writer.next_wal;
         let txn = self.durable_write()?;
         {
             let mut table = txn.open_table(CHUNKS)?;
             for (key, value) in &chunks {
                 table.insert(key, value.as_slice())?;
+            }
+            for (def, rows) in [(ROLLUP_1M, &minutes), (ROLLUP_1H, &hours)] {
+                let mut table = txn.open_table(def)?;
+                for (key, value) in rows {
+                    table.insert(key, value.as_slice())?;
+                }
             }
             let mut wal = txn.open_table(WAL)?;
             wal.retain(|_, _| false)?;
@@ -515,7 +546,7 @@ impl Store {
             .len()
     }
 
-    fn select(&self, selector: &str) -> Result<Vec<(u64, SeriesKey)>, StoreError> {
+    pub(crate) fn select(&self, selector: &str) -> Result<Vec<(u64, SeriesKey)>, StoreError> {
         let selector = Selector::parse(selector)?;
         let index = self.index.read().unwrap_or_else(|e| e.into_inner());
         Ok(index
@@ -528,7 +559,7 @@ impl Store {
     /// Call `f` with every selected series and its points in `[start, end]`, ascending.
     /// One buffer serves every series in turn: a query over many series never holds all
     /// their raw points at once.
-    fn scan(
+    pub(crate) fn scan(
         &self,
         selector: &str,
         start: i64,
@@ -570,6 +601,16 @@ impl Store {
         Ok(())
     }
 
+    /// Append the head points of series `id` in `[start, end]` to `out`.
+    pub(crate) fn head_points(&self, id: u64, start: i64, end: i64, out: &mut Vec<(i64, f64)>) {
+        let heads = self.heads.read().unwrap_or_else(|e| e.into_inner());
+        if let Some(head) = heads.get(&id) {
+            let from = head.partition_point(|p| p.0 < start);
+            let to = head.partition_point(|p| p.0 <= end);
+            out.extend_from_slice(&head[from..to.max(from)]);
+        }
+    }
+
     /// Raw points of every selected series in `[start, end]`.
     pub fn query_raw(
         &self,
@@ -607,6 +648,24 @@ impl Store {
                 "more than 11000 steps; raise the step".into(),
             ));
         }
+        // Aligned to hours: exact from the 1-hour buckets' `last` values. (1-minute rows of
+        // node-like data defer to raw chunks, so the raw path is the fast one below an hour.)
+        let hour = Resolution::Hour.ms();
+        if start % hour == 0 && step % hour == 0 && lookback % hour == 0 {
+            return self.query_range_rollup(selector, start, end, step, lookback, Resolution::Hour);
+        }
+        self.query_range_raw(selector, start, end, step, lookback)
+    }
+
+    /// [`Store::query_range`] from raw points, whatever the alignment.
+    pub fn query_range_raw(
+        &self,
+        selector: &str,
+        start: i64,
+        end: i64,
+        step: i64,
+        lookback: i64,
+    ) -> Result<Vec<SeriesData>, StoreError> {
         let mut out = Vec::new();
         self.scan(
             selector,
@@ -631,7 +690,8 @@ impl Store {
     ) -> Result<Vec<InstantValue>, StoreError> {
         let mut out = Vec::new();
         self.scan(selector, at.saturating_sub(lookback) + 1, at, |key, pts| {
-            if let Some(&(ts_ms, value)) = pts.last() {
+            // A series whose newest point is a stale marker has ended.
+            if let Some(&(ts_ms, value)) = pts.last().filter(|p| !is_stale(p.1)) {
                 out.push(InstantValue { key, ts_ms, value });
             }
         })?;
@@ -682,8 +742,10 @@ impl Store {
     }
 
     /// Delete every point older than `cutoff_ms` (whole windows: chunks whose window ends
-    /// at or before the cutoff, and head points before it). Returns the chunks deleted.
-    /// With window-first keys this is one range delete at the start of the table.
+    /// at or before the cutoff, with their 1-minute rollups, and head points before it).
+    /// Returns the chunks deleted. With window-first keys this is one range delete at the
+    /// start of each table. (1-hour rollups have their own, longer retention:
+    /// [`Store::enforce_hourly_retention`].)
     pub fn enforce_retention(&self, cutoff_ms: i64) -> Result<u64, StoreError> {
         let mut writer = self.writer.lock().unwrap_or_else(|e| e.into_inner());
         // Window w covers [w·W, (w+1)·W): it is wholly old when (w+1)·W <= cutoff.
@@ -691,14 +753,12 @@ impl Store {
         let txn = self.durable_write()?;
         let mut deleted = 0u64;
         {
-            let mut table = txn.open_table(CHUNKS)?;
-            table.retain_in(
-                (i64::MIN, 0, i64::MIN)..(first_kept, 0, i64::MIN),
-                |_, _| {
-                    deleted += 1;
-                    false
-                },
-            )?;
+            let old = (i64::MIN, 0, i64::MIN)..(first_kept, 0, i64::MIN);
+            txn.open_table(CHUNKS)?.retain_in(old.clone(), |_, _| {
+                deleted += 1;
+                false
+            })?;
+            txn.open_table(ROLLUP_1M)?.retain_in(old, |_, _| false)?;
         }
         txn.commit()?;
         {
@@ -712,6 +772,34 @@ impl Store {
         // Rewrite the WAL from the trimmed heads, so a restart does not bring old points back.
         self.cut(&mut writer, false)?;
         Ok(deleted)
+    }
+
+    /// Delete 1-hour rollups of windows that end at or before `cutoff_ms`.
+    pub fn enforce_hourly_retention(&self, cutoff_ms: i64) -> Result<u64, StoreError> {
+        let _writer = self.writer.lock().unwrap_or_else(|e| e.into_inner());
+        let first_kept = window(cutoff_ms);
+        let txn = self.durable_write()?;
+        let mut deleted = 0u64;
+        txn.open_table(ROLLUP_1H)?.retain_in(
+            (i64::MIN, 0, i64::MIN)..(first_kept, 0, i64::MIN),
+            |_, _| {
+                deleted += 1;
+                false
+            },
+        )?;
+        txn.commit()?;
+        Ok(deleted)
+    }
+
+    /// Bytes of rollup rows of `res` (for statistics).
+    pub fn rollup_bytes(&self, res: Resolution) -> Result<u64, StoreError> {
+        let read = self.db.begin_read()?;
+        let table = read.open_table(rollup_table(res))?;
+        let mut total = 0u64;
+        for row in table.iter()? {
+            total += row?.1.value().len() as u64;
+        }
+        Ok(total)
     }
 
     /// Number of stored chunks (for tests and statistics).

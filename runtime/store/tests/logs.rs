@@ -131,7 +131,7 @@ fn retention_and_reopen() {
         let store = seeded(&path);
         assert_eq!(
             store
-                .enforce_log_retention(10 * HOUR + 30 * 60_000)
+                .enforce_log_retention(10 * HOUR + 30 * 60_000, 10 * HOUR + 30 * 60_000)
                 .expect("retention"),
             30
         );
@@ -173,4 +173,46 @@ fn retention_and_reopen() {
         })
         .expect("big");
     assert!(big[0].message.len() < 17_000 && big[0].message.ends_with("[truncated]"));
+}
+
+#[test]
+fn client_logs_keep_their_own_retention() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(&dir.path().join("db")).expect("open");
+    let day = 24 * HOUR;
+    let mut batch = Vec::new();
+    for d in 0..100i64 {
+        batch.push(rec("syslog", Level::Warn, d * day, &format!("host {d}")));
+        batch.push(rec(
+            "client/kiosk-1",
+            Level::Error,
+            d * day,
+            &format!("client {d}"),
+        ));
+    }
+    store.append_logs(&batch).expect("append");
+    // Now = day 99: host logs keep 7 days, client logs 90.
+    let now = 99 * day;
+    let deleted = store
+        .enforce_log_retention(now - 7 * day, now - 90 * day)
+        .expect("retention");
+    assert_eq!(deleted, 92 + 9);
+    let left = |source: &str| {
+        store
+            .query_logs(&LogQuery {
+                source: Some(source.into()),
+                limit: Some(500),
+                ..Default::default()
+            })
+            .expect("query")
+    };
+    let host = left("syslog");
+    assert_eq!(host.len(), 8);
+    assert_eq!(host.last().expect("oldest").message, "host 92");
+    let client = left("client/kiosk-1");
+    assert_eq!(client.len(), 91);
+    assert_eq!(client.last().expect("oldest").message, "client 9");
+    let counts = store.log_counts(now + HOUR, 100 * 24).expect("counts");
+    let total: u64 = counts.iter().map(|(_, c)| c.iter().sum::<u64>()).sum();
+    assert_eq!(total, 99, "counts follow");
 }

@@ -60,16 +60,25 @@ pub struct RetentionConfig {
     /// Metric samples older than this are deleted (whole 2 h windows), e.g. `"30d"`.
     #[serde(with = "humantime_serde")]
     pub metrics: std::time::Duration,
-    /// Log records older than this are deleted, e.g. `"7d"`.
+    /// 1-hour rollups (count/min/max/sum/last per series and hour, what long charts
+    /// read) outlive the raw points: deleted after this, e.g. `"365d"`.
+    #[serde(with = "humantime_serde")]
+    pub hourly: std::time::Duration,
+    /// The host's own log records older than this are deleted, e.g. `"7d"`.
     #[serde(with = "humantime_serde")]
     pub logs: std::time::Duration,
+    /// Fleet clients' log records (sources `client/{id}`) older than this are deleted.
+    #[serde(with = "humantime_serde")]
+    pub client_logs: std::time::Duration,
 }
 
 impl Default for RetentionConfig {
     fn default() -> Self {
         RetentionConfig {
             metrics: std::time::Duration::from_secs(30 * 24 * 3600),
+            hourly: std::time::Duration::from_secs(365 * 24 * 3600),
             logs: std::time::Duration::from_secs(7 * 24 * 3600),
+            client_logs: std::time::Duration::from_secs(90 * 24 * 3600),
         }
     }
 }
@@ -220,7 +229,9 @@ fn validate(config: &Config, fig: &Figment) -> Result<(), ConfigError> {
     }
     for (key, value) in [
         ("retention.metrics", config.retention.metrics),
+        ("retention.hourly", config.retention.hourly),
         ("retention.logs", config.retention.logs),
+        ("retention.client_logs", config.retention.client_logs),
     ] {
         if value < std::time::Duration::from_secs(3600) {
             return Err(ConfigError(format!(

@@ -1,6 +1,7 @@
 //! `tocsin run`: build the engine, load the policy set, start the collectors on their
 //! intervals, serve HTTP until interrupted.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -96,12 +97,13 @@ fn spawn_collector(
         .spawn(move || {
             let mut instance = policy.guest.instance();
             let params = policy.manifest.params_list();
+            let mut reported: HashSet<SeriesId> = HashSet::new();
             while !stop.load(Ordering::Relaxed) {
                 let ctx = Context { now_ms: now_ms(), params: params.clone() };
                 match instance.collect(&ctx) {
                     Ok(samples) => {
                         tracing::debug!(collector = %policy.name, samples = samples.len(), "collected");
-                        let batch: Vec<Sample> = samples
+                        let mut batch: Vec<Sample> = samples
                             .iter()
                             .map(|s| Sample {
                                 name: s.name.clone(),
@@ -110,6 +112,10 @@ fn spawn_collector(
                                 value: s.value,
                             })
                             .collect();
+                        let now: HashSet<SeriesId> =
+                            batch.iter().map(|s| (s.name.clone(), s.labels.clone())).collect();
+                        batch.extend(stale_markers(&reported, &now, ctx.now_ms));
+                        reported = now;
                         match store.ingest(&batch) {
                             Ok(report) => {
                                 for (i, e) in &report.rejected {
@@ -120,13 +126,34 @@ fn spawn_collector(
                         }
                         state.set_latest(&policy.name, Round { at_ms: ctx.now_ms, samples });
                     }
-                    Err(e) => tracing::warn!(collector = %policy.name, error = %e, "collect failed"),
+                    Err(e) => {
+                        tracing::warn!(collector = %policy.name, error = %e, "collect failed");
+                        // Like a failed scrape: what it reported is no longer known.
+                        let markers = stale_markers(&reported, &HashSet::new(), ctx.now_ms);
+                        if let Err(e) = store.ingest(&markers) {
+                            tracing::error!(collector = %policy.name, error = %e, "storing stale markers failed");
+                        }
+                        reported.clear();
+                    }
                 }
                 std::thread::sleep(policy.manifest.interval);
             }
         })
         .with_context(|| format!("starting collector {name}"))?;
     Ok(())
+}
+
+/// A series as a collector reports it: name and labels.
+type SeriesId = (String, Vec<(String, String)>);
+
+/// Stale markers at `at_ms` for the series reported last round and missing from this one,
+/// so queries stop showing their last value (a stopped process, an unplugged disk).
+fn stale_markers(before: &HashSet<SeriesId>, now: &HashSet<SeriesId>, at_ms: i64) -> Vec<Sample> {
+    let mut gone: Vec<&SeriesId> = before.difference(now).collect();
+    gone.sort();
+    gone.into_iter()
+        .map(|(name, labels)| Sample::stale(name, labels, at_ms))
+        .collect()
 }
 
 /// Enforce retention at start and every ten minutes.
@@ -136,7 +163,8 @@ fn spawn_retention(
     stop: Arc<AtomicBool>,
 ) -> anyhow::Result<()> {
     let ms = |d: Duration| i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
-    let (metrics_ms, logs_ms) = (ms(keep.metrics), ms(keep.logs));
+    let (metrics_ms, hourly_ms) = (ms(keep.metrics), ms(keep.hourly));
+    let (logs_ms, client_logs_ms) = (ms(keep.logs), ms(keep.client_logs));
     std::thread::Builder::new()
         .name("retention".into())
         .spawn(move || {
@@ -146,7 +174,16 @@ fn spawn_retention(
                     Ok(n) => tracing::info!(chunks = n, "retention: old chunks deleted"),
                     Err(e) => tracing::error!(error = %e, "metric retention failed"),
                 }
-                match store.enforce_log_retention(now_ms().saturating_sub(logs_ms)) {
+                match store.enforce_hourly_retention(now_ms().saturating_sub(hourly_ms)) {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(rows = n, "retention: old hourly rollups deleted"),
+                    Err(e) => tracing::error!(error = %e, "rollup retention failed"),
+                }
+                let now = now_ms();
+                match store.enforce_log_retention(
+                    now.saturating_sub(logs_ms),
+                    now.saturating_sub(client_logs_ms),
+                ) {
                     Ok(0) => {}
                     Ok(n) => tracing::info!(records = n, "retention: old log records deleted"),
                     Err(e) => tracing::error!(error = %e, "log retention failed"),
@@ -195,4 +232,22 @@ async fn shutdown_signal() {
     }
     #[cfg(not(unix))]
     let _ = ctrl_c.await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn series_that_stop_reporting_get_a_stale_marker() {
+        let id = |n: &str| (n.to_string(), vec![("host".to_string(), "a".to_string())]);
+        let before: HashSet<SeriesId> = [id("cpu"), id("disk_free")].into();
+        let now: HashSet<SeriesId> = [id("cpu")].into();
+        let markers = stale_markers(&before, &now, 42);
+        assert_eq!(markers.len(), 1);
+        assert_eq!(markers[0].name, "disk_free");
+        assert_eq!(markers[0].ts_ms, 42);
+        assert!(tocsin_store::is_stale(markers[0].value));
+        assert!(stale_markers(&now, &before, 42).is_empty());
+    }
 }
