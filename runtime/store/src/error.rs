@@ -63,6 +63,9 @@ pub enum StoreError {
     /// Query arguments out of range.
     #[error("invalid query: {0}")]
     Query(String),
+    /// A write refused by a limit (key or value size, quota) or an unknown target.
+    #[error("refused: {0}")]
+    Refused(String),
 }
 
 macro_rules! from_redb {

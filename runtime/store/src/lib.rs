@@ -1,12 +1,20 @@
 //! Tocsin's storage, embedded in one redb file: compressed time series with a durable
 //! write-ahead, an in-memory label index, and queries (raw, step-aligned range, latest,
-//! rate/increase, aggregation) with 1-minute and 1-hour rollups; log records with their indexes and counts. Only this crate
-//! opens redb.
+//! rate/increase, aggregation) with 1-minute and 1-hour rollups; log records with their
+//! indexes and counts; client liveness, alert state, the notification outbox, guest kv
+//! namespaces, the audit log and policy versions. Only this crate opens redb.
 
+mod alerts;
+mod audit;
 pub mod codec;
 mod error;
+mod heartbeats;
+mod kv;
 mod logs;
+mod outbox;
+mod policy_versions;
 pub mod query;
+mod records;
 pub mod rollup;
 mod rollup_query;
 mod selector;
@@ -14,11 +22,17 @@ mod series;
 mod store;
 mod tables;
 
+pub use alerts::{AlertPhase, AlertRecord};
+pub use audit::AuditEntry;
 pub use error::{SampleError, StoreError};
+pub use heartbeats::{Liveness, LivenessState, Transition};
+pub use kv::{MAX_KV_KEY, MAX_KV_KEYS, MAX_KV_VALUE};
 pub use logs::{
     CLIENT_SOURCE_PREFIX, DEFAULT_LOG_LIMIT, Level, LogQuery, LogRecord, MAX_LOG_LIMIT,
     MAX_MESSAGE_BYTES,
 };
+pub use outbox::{Delivery, NewMessage, OutboxMessage};
+pub use policy_versions::PolicyVersion;
 pub use query::Aggregation;
 pub use rollup::{Resolution, RollupAgg};
 pub use selector::{MatchOp, Matcher, Selector};

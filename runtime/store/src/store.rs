@@ -322,6 +322,7 @@ impl Store {
         txn.open_table(LOGS_BY_SOURCE)?;
         txn.open_table(LOGS_BY_LEVEL)?;
         txn.open_table(LOG_COUNTS)?;
+        crate::tables::create_record_tables(&txn)?;
         txn.commit()?;
 
         let mut index = Index::default();

@@ -27,5 +27,36 @@ pub const LOGS_BY_LEVEL: TableDefinition<(u8, i64, u64), ()> =
 /// Records per (source, hour since the epoch, level).
 pub const LOG_COUNTS: TableDefinition<(&str, i64, u8), u64> = TableDefinition::new("log_counts");
 
+/// Liveness per fleet client: client id → JSON [`crate::Liveness`].
+pub const HEARTBEATS: TableDefinition<&str, &[u8]> = TableDefinition::new("heartbeats");
+/// Alert state: (rule, alert key) → JSON [`crate::AlertRecord`].
+pub const ALERTS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("alerts");
+/// Notification outbox: message id → JSON [`crate::OutboxMessage`].
+pub const OUTBOX: TableDefinition<u64, &[u8]> = TableDefinition::new("outbox");
+/// Pending outbox messages by (next attempt, id).
+pub const OUTBOX_DUE: TableDefinition<(i64, u64), ()> = TableDefinition::new("outbox_due");
+/// Guest key-value namespaces: (guest, key) → value bytes.
+pub const GUEST_KV: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("guest_kv");
+/// Audit log: (ts, seq) → JSON [`crate::AuditEntry`].
+pub const AUDIT: TableDefinition<(i64, u64), &[u8]> = TableDefinition::new("audit");
+/// Policy versions: (policy, version) → JSON [`crate::PolicyVersion`].
+pub const POLICY_VERSIONS: TableDefinition<(&str, u64), &[u8]> =
+    TableDefinition::new("policy_versions");
+/// The version of each policy that runs now.
+pub const POLICY_CURRENT: TableDefinition<&str, u64> = TableDefinition::new("policy_current");
+
 /// The on-disk format this code writes.
 pub const FORMAT_VERSION: u64 = 3;
+
+/// Create the record tables (so readers never meet a missing table).
+pub(crate) fn create_record_tables(txn: &redb::WriteTransaction) -> Result<(), crate::StoreError> {
+    txn.open_table(HEARTBEATS)?;
+    txn.open_table(ALERTS)?;
+    txn.open_table(OUTBOX)?;
+    txn.open_table(OUTBOX_DUE)?;
+    txn.open_table(GUEST_KV)?;
+    txn.open_table(AUDIT)?;
+    txn.open_table(POLICY_VERSIONS)?;
+    txn.open_table(POLICY_CURRENT)?;
+    Ok(())
+}

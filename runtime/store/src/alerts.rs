@@ -1,0 +1,104 @@
+//! Alert state as the host's lifecycle keeps it: one record per (rule, alert key), written
+//! in one durable transaction per evaluation, so a restart or a hot swap resumes pending
+//! timers and does not re-fire firing alerts.
+
+use redb::{ReadableDatabase, ReadableTable};
+use serde::{Deserialize, Serialize};
+
+use crate::error::StoreError;
+use crate::records::{from_json, to_json};
+use crate::store::Store;
+use crate::tables::ALERTS;
+
+/// Where an alert stands in its lifecycle.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AlertPhase {
+    /// The condition holds, for less than the rule's `for`.
+    Pending,
+    /// The condition held for `for`: notified.
+    Firing,
+    /// It fired and the condition cleared.
+    Resolved,
+    /// The rule's inputs are missing.
+    NoData,
+    /// The rule's guest failed.
+    Error,
+}
+
+/// One alert's state.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AlertRecord {
+    /// The rule (policy name).
+    pub rule: String,
+    /// Canonical key of the alert's labels (`name=value,..` sorted).
+    pub key: String,
+    /// The alert's labels.
+    pub labels: Vec<(String, String)>,
+    /// Phase.
+    pub phase: AlertPhase,
+    /// `info`, `warning` or `critical`.
+    pub severity: String,
+    /// When the condition started to hold (the `for` timer's start).
+    pub active_since_ms: i64,
+    /// When it began firing.
+    pub fired_at_ms: Option<i64>,
+    /// When it resolved.
+    pub resolved_at_ms: Option<i64>,
+    /// Newest evaluation that touched it.
+    pub last_eval_ms: i64,
+    /// Newest time the condition held (for `keep_firing_for`).
+    pub last_active_ms: i64,
+    /// Value from the newest evaluation.
+    pub value: f64,
+    /// Summary, description and other annotations.
+    pub annotations: Vec<(String, String)>,
+    /// Newest notification sent for it.
+    pub last_notified_ms: Option<i64>,
+}
+
+impl Store {
+    /// Write alert records and delete `(rule, key)` pairs, in one durable transaction.
+    pub fn save_alerts(
+        &self,
+        put: &[AlertRecord],
+        delete: &[(&str, &str)],
+    ) -> Result<(), StoreError> {
+        let txn = self.durable_write()?;
+        {
+            let mut table = txn.open_table(ALERTS)?;
+            for r in put {
+                table.insert((r.rule.as_str(), r.key.as_str()), to_json(r)?.as_slice())?;
+            }
+            for key in delete {
+                table.remove(*key)?;
+            }
+        }
+        txn.commit()?;
+        Ok(())
+    }
+
+    /// The alerts of one rule, by key.
+    pub fn alerts_of(&self, rule: &str) -> Result<Vec<AlertRecord>, StoreError> {
+        let read = self.db().begin_read()?;
+        let table = read.open_table(ALERTS)?;
+        let mut out = Vec::new();
+        // Keys of `rule` sort between (rule, "") and (rule + "\0", "").
+        let end = format!("{rule}\0");
+        for row in table.range((rule, "")..(end.as_str(), ""))? {
+            out.push(from_json(row?.1.value(), "alert")?);
+        }
+        Ok(out)
+    }
+
+    /// Every alert record, by rule and key.
+    pub fn all_alerts(&self) -> Result<Vec<AlertRecord>, StoreError> {
+        let read = self.db().begin_read()?;
+        let table = read.open_table(ALERTS)?;
+        let mut out = Vec::new();
+        for row in table.iter()? {
+            out.push(from_json(row?.1.value(), "alert")?);
+        }
+        Ok(out)
+    }
+}
