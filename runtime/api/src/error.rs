@@ -21,6 +21,47 @@ impl AppError {
     }
 }
 
+impl AppError {
+    /// 400: the request is wrong, and the message says how.
+    pub fn bad_request(message: impl Into<String>) -> AppError {
+        AppError {
+            status: StatusCode::BAD_REQUEST,
+            message: message.into(),
+        }
+    }
+
+    /// 503: a part the request needs is not running.
+    pub fn unavailable(message: impl Into<String>) -> AppError {
+        AppError {
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            message: message.into(),
+        }
+    }
+
+    /// 500: the server failed.
+    pub fn internal(message: impl Into<String>) -> AppError {
+        AppError {
+            status: StatusCode::INTERNAL_SERVER_ERROR,
+            message: message.into(),
+        }
+    }
+}
+
+impl From<tocsin_store::StoreError> for AppError {
+    fn from(e: tocsin_store::StoreError) -> AppError {
+        use tocsin_store::StoreError as E;
+        match e {
+            E::Selector { .. } | E::Query(_) | E::Refused(_) => {
+                AppError::bad_request(e.to_string())
+            }
+            other => {
+                tracing::error!(error = %other, "store failure in a request");
+                AppError::internal(other.to_string())
+            }
+        }
+    }
+}
+
 impl IntoResponse for AppError {
     fn into_response(self) -> Response {
         let body = Json(serde_json::json!({ "error": self.message }));

@@ -3,6 +3,7 @@
 //! the latest samples of each collector. Only this crate (and `web/`) speaks HTTP.
 
 mod error;
+mod metrics;
 mod routes;
 mod state;
 

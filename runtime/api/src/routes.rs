@@ -18,6 +18,8 @@ pub fn app(state: AppState) -> Router {
         .route("/api/guests", get(list_guests))
         .route("/api/guests/{name}", get(get_guest))
         .route("/api/samples/latest", get(latest_samples))
+        .route("/api/metrics/query_range", get(crate::metrics::query_range))
+        .route("/api/metrics/latest", get(crate::metrics::latest))
         .fallback(|| async { AppError::not_found("no such route") })
         .with_state(state)
 }
@@ -183,6 +185,73 @@ mod tests {
         assert_eq!(body["series"], 2);
         let (_, body) = get_json(app(AppState::new()), "/healthz").await;
         assert!(body["series"].is_null());
+    }
+
+    #[tokio::test]
+    async fn metric_queries_step_aggregate_and_refuse_bad_input() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = tocsin_store::Store::open(&dir.path().join("db")).expect("store");
+        let now = 1_800_000_000_000i64; // minute-aligned
+        let mut batch = Vec::new();
+        for (host, core, base) in [("a", "0", 10.0), ("a", "1", 30.0), ("b", "0", 50.0)] {
+            for i in 0..10 {
+                batch.push(tocsin_store::Sample {
+                    name: "cpu".into(),
+                    labels: vec![("host".into(), host.into()), ("core".into(), core.into())],
+                    ts_ms: now - 600_000 + i * 60_000,
+                    value: base + i as f64,
+                });
+            }
+        }
+        store.ingest(&batch).expect("ingest");
+        let app = app(AppState::with_store(std::sync::Arc::new(store)));
+        let range = |q: &str| {
+            format!(
+                "/api/metrics/query_range?start={}&end={now}&step=60000&{q}",
+                now - 600_000
+            )
+        };
+        let (status, body) = get_json(app.clone(), &range("selector=cpu")).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert_eq!(body["series"].as_array().expect("series").len(), 3);
+        assert_eq!(body["series"][0]["points"][1], json!([now - 540_000, 11.0]));
+
+        let (_, body) = get_json(app.clone(), &range("selector=cpu&agg=avg&by=host")).await;
+        let series = body["series"].as_array().expect("series");
+        assert_eq!(series.len(), 2);
+        assert_eq!(series[0]["labels"], json!({"host": "a"}));
+        assert_eq!(series[0]["points"][0], json!([now - 600_000, 20.0]));
+
+        // Max over 5-minute steps, summed over every series.
+        let (_, body) = get_json(
+            app.clone(),
+            &format!("/api/metrics/query_range?selector=cpu&start={}&end={now}&step=300000&fn=max&agg=sum", now - 300_000),
+        )
+        .await;
+        assert_eq!(
+            body["series"][0]["points"][0],
+            json!([now - 300_000, 10.0 + 30.0 + 50.0 + 15.0])
+        );
+
+        for bad in [
+            range("selector=cpu{host="),
+            range("selector=cpu&fn=median"),
+            range("selector=cpu&by=host"),
+            "/api/metrics/query_range?selector=cpu&start=10&end=5".to_string(),
+        ] {
+            let (status, body) = get_json(app.clone(), &bad).await;
+            assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}");
+            assert!(
+                body["error"].as_str().is_some_and(|e| !e.is_empty()),
+                "{bad}: {body}"
+            );
+        }
+        let (status, body) = get_json(
+            super::app(AppState::new()),
+            "/api/metrics/latest?selector=cpu",
+        )
+        .await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
     }
 
     #[tokio::test]

@@ -66,6 +66,11 @@ impl AppState {
         self.inner.store.as_deref()
     }
 
+    /// A handle on the store, for blocking work off the async threads.
+    pub fn store_handle(&self) -> Option<Arc<Store>> {
+        self.inner.store.clone()
+    }
+
     /// Replace the loaded guests and the load errors.
     pub fn set_guests(&self, guests: Vec<Guest>, errors: Vec<String>) {
         *self.inner.guests.write().unwrap_or_else(|e| e.into_inner()) = guests;

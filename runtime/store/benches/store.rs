@@ -100,6 +100,9 @@ fn main() {
         let bytes = store.rollup_bytes(res).expect("rollup bytes") as f64;
         report(name, bytes / total, "B");
     }
+    if let Some(path) = std::env::var_os("TOCSIN_BENCH_OPENMETRICS") {
+        write_openmetrics(&store, std::path::Path::new(&path));
+    }
     store.compact().expect("compact");
     let bytes = std::fs::metadata(&path).expect("size").len() as f64;
     report("store_bytes_per_sample", bytes / total, "B");
@@ -176,4 +179,33 @@ fn main() {
     }
     times.sort_by(f64::total_cmp);
     report("store_rate_ms", times[times.len() / 2], "ms");
+}
+
+/// The benchmark data as OpenMetrics text (each series' samples together), for
+/// `promtool tsdb create-blocks-from openmetrics` (see docs/benchmarks.md).
+fn write_openmetrics(store: &Store, path: &std::path::Path) {
+    use std::io::Write;
+    let file = std::fs::File::create(path).expect("create openmetrics file");
+    let mut out = std::io::BufWriter::new(file);
+    for family in ["node_gauge", "node_counter_total", "node_const"] {
+        for series in store.query_raw(family, i64::MIN, i64::MAX).expect("raw") {
+            let labels: Vec<String> = series
+                .key
+                .labels
+                .iter()
+                .map(|(k, v)| format!("{k}=\"{v}\""))
+                .collect();
+            let labels = labels.join(",");
+            for (ts, v) in series.points {
+                writeln!(
+                    out,
+                    "{family}{{{labels}}} {v} {}.{:03}",
+                    ts / 1000,
+                    ts % 1000
+                )
+                .expect("write");
+            }
+        }
+    }
+    writeln!(out, "# EOF").expect("write");
 }

@@ -156,6 +156,42 @@ pub fn aggregate(
         .collect()
 }
 
+/// Labels, sorted by name.
+type Labels = Vec<(String, String)>;
+
+/// Aggregate series step by step: at each timestamp, `op` over the series that have a
+/// point there, grouped by the `by` labels. The result's series are named `name` and carry
+/// only the `by` labels.
+pub fn aggregate_series(
+    series: &[crate::SeriesData],
+    op: Aggregation,
+    by: &[String],
+    name: &str,
+) -> Vec<crate::SeriesData> {
+    let mut at: BTreeMap<i64, Vec<(Labels, f64)>> = BTreeMap::new();
+    for s in series {
+        for &(ts, v) in &s.points {
+            at.entry(ts).or_default().push((s.key.labels.clone(), v));
+        }
+    }
+    let mut groups: BTreeMap<Labels, Vec<(i64, f64)>> = BTreeMap::new();
+    for (ts, values) in at {
+        for (labels, v) in aggregate(&values, op, by) {
+            groups.entry(labels).or_default().push((ts, v));
+        }
+    }
+    groups
+        .into_iter()
+        .map(|(labels, points)| crate::SeriesData {
+            key: crate::SeriesKey {
+                name: name.to_string(),
+                labels,
+            },
+            points,
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -225,5 +261,31 @@ mod tests {
         assert_eq!(aggregate(&vals, Aggregation::Min, &[])[0].1, 5.0);
         assert_eq!(aggregate(&vals, Aggregation::Count, &by)[0].1, 2.0);
         assert!("median".parse::<Aggregation>().is_err());
+    }
+
+    #[test]
+    fn aggregates_series_step_by_step() {
+        let series = |host: &str, core: &str, pts: Vec<(i64, f64)>| crate::SeriesData {
+            key: crate::SeriesKey {
+                name: "cpu".into(),
+                labels: vec![("core".into(), core.into()), ("host".into(), host.into())],
+            },
+            points: pts,
+        };
+        let input = vec![
+            series("a", "0", vec![(0, 10.0), (60, 20.0)]),
+            series("a", "1", vec![(0, 30.0), (60, 40.0)]),
+            series("b", "0", vec![(60, 5.0)]),
+        ];
+        let by_host = aggregate_series(&input, Aggregation::Avg, &["host".into()], "avg");
+        assert_eq!(by_host.len(), 2);
+        assert_eq!(
+            by_host[0].key.labels,
+            vec![("host".to_string(), "a".to_string())]
+        );
+        assert_eq!(by_host[0].points, vec![(0, 20.0), (60, 30.0)]);
+        assert_eq!(by_host[1].points, vec![(60, 5.0)]);
+        let total = aggregate_series(&input, Aggregation::Sum, &[], "sum");
+        assert_eq!(total[0].points, vec![(0, 40.0), (60, 65.0)]);
     }
 }
