@@ -2,6 +2,7 @@
 //! `tocsin-web`), health, the loaded guests with their grants, budgets and counters, and
 //! the latest samples of each collector. Only this crate (and `web/`) speaks HTTP.
 
+mod alerts;
 mod error;
 mod metrics;
 mod routes;

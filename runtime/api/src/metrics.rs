@@ -56,7 +56,7 @@ fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
-fn number(v: f64) -> Value {
+pub(crate) fn number(v: f64) -> Value {
     if v.is_finite() {
         Value::from(v)
     } else {
@@ -84,7 +84,7 @@ fn render(series: &[SeriesData]) -> Vec<Value> {
         .collect()
 }
 
-async fn blocking<T: Send + 'static>(
+pub(crate) async fn blocking<T: Send + 'static>(
     state: &AppState,
     f: impl FnOnce(&Store) -> Result<T, AppError> + Send + 'static,
 ) -> Result<T, AppError> {

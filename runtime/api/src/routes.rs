@@ -20,6 +20,9 @@ pub fn app(state: AppState) -> Router {
         .route("/api/samples/latest", get(latest_samples))
         .route("/api/metrics/query_range", get(crate::metrics::query_range))
         .route("/api/metrics/latest", get(crate::metrics::latest))
+        .route("/api/alerts", get(crate::alerts::list))
+        .route("/api/rules", get(crate::alerts::rules))
+        .route("/api/rules/{name}", get(crate::alerts::one_rule))
         .fallback(|| async { AppError::not_found("no such route") })
         .with_state(state)
 }

@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
 use std::time::Instant;
 
+use tocsin_alerting::Board;
 use tocsin_engine::Guest;
 use tocsin_engine::types::Sample;
 use tocsin_store::Store;
@@ -30,6 +31,7 @@ struct Inner {
     load_errors: RwLock<Vec<String>>,
     latest: RwLock<BTreeMap<String, Round>>,
     store: Option<Arc<Store>>,
+    board: Arc<Board>,
 }
 
 impl Default for AppState {
@@ -57,6 +59,7 @@ impl AppState {
                 load_errors: RwLock::new(Vec::new()),
                 latest: RwLock::new(BTreeMap::new()),
                 store,
+                board: Board::new(),
             }),
         }
     }
@@ -64,6 +67,11 @@ impl AppState {
     /// The series store, when there is one.
     pub fn store(&self) -> Option<&Store> {
         self.inner.store.as_deref()
+    }
+
+    /// The alert rules' newest evaluations.
+    pub fn board(&self) -> &Arc<Board> {
+        &self.inner.board
     }
 
     /// A handle on the store, for blocking work off the async threads.

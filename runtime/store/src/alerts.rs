@@ -49,7 +49,8 @@ pub struct AlertRecord {
     pub last_eval_ms: i64,
     /// Newest time the condition held (for `keep_firing_for`).
     pub last_active_ms: i64,
-    /// Value from the newest evaluation.
+    /// Value from the newest evaluation (NaN when there is none).
+    #[serde(with = "crate::records::any_f64")]
     pub value: f64,
     /// Summary, description and other annotations.
     pub annotations: Vec<(String, String)>,

@@ -1,5 +1,5 @@
-//! `tocsin run`: build the engine, load the policy set, start the collectors on their
-//! intervals, serve HTTP until interrupted.
+//! `tocsin run`: build the engine, load the policy set, start the collectors and the alert
+//! rules on their intervals, serve HTTP until interrupted.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context as _;
+use tocsin_alerting::Rule;
 use tocsin_api::{AppState, Round};
 use tocsin_engine::types::Context;
 use tocsin_engine::{Engine, EngineConfig, GuestKind, Providers};
@@ -45,11 +46,19 @@ pub fn run(config: Config) -> anyhow::Result<()> {
     let state = AppState::with_store(store.clone());
     let policies = load_policies(&engine, &config, &state);
     let stop = Arc::new(AtomicBool::new(false));
+    let mut rules = Vec::new();
     for policy in policies {
-        if policy.manifest.kind == GuestKind::Collector {
-            spawn_collector(policy, state.clone(), store.clone(), stop.clone())?;
+        match policy.manifest.kind {
+            GuestKind::Collector => {
+                spawn_collector(policy, state.clone(), store.clone(), stop.clone())?
+            }
+            GuestKind::AlertRule => rules.push(Rule::from_policy(&policy)),
+            _ => {}
         }
     }
+    tracing::info!(rules = rules.len(), "alert rules scheduled");
+    tocsin_alerting::spawn(rules, store.clone(), state.board().clone(), stop.clone())
+        .context("starting the alert rule thread")?;
 
     spawn_retention(store.clone(), config.retention.clone(), stop.clone())?;
 

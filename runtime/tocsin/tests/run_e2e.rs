@@ -121,6 +121,20 @@ fn default_policies_load_and_collect() {
     );
     assert!(data.path().join("tocsin.redb").is_file());
 
+    // The CPU rule evaluates on its interval over the stored CPU series.
+    let rule = wait_for("an evaluation of cpu-high", || {
+        let (_, rule) = get(port, "/api/rules/cpu-high")?;
+        let eval = rule["last_evaluation"].clone();
+        (eval["input_series"].as_u64()? >= 1).then_some(eval)
+    });
+    assert_eq!(rule["outcome"]["kind"], "conditions", "{rule}");
+    assert_eq!(rule["input"][0]["name"], "cpu_usage_percent");
+    let (status, alerts) = get(port, "/api/alerts?phase=firing").expect("alerts");
+    assert_eq!(status, 200);
+    assert!(alerts["alerts"].is_array(), "{alerts}");
+    let (status, _) = get(port, "/api/alerts?phase=burning").expect("bad phase");
+    assert_eq!(status, 400);
+
     // The status page lists the guests, server-rendered.
     let (status, page) = get_text(port, "/").expect("status page");
     assert_eq!(status, 200);

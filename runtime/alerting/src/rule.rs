@@ -1,0 +1,198 @@
+//! One alert rule in the host: its policy (selectors, lookback, timing, params), its live
+//! guest instance, and one evaluation: gather the selected series from the store, call the
+//! guest with them and the keys of its active alerts, run the lifecycle, write the records
+//! in one durable transaction, and keep what happened for `why did it fire`.
+
+use std::collections::BTreeSet;
+use std::time::Instant;
+
+use tocsin_engine::types::{Context, Series, Severity, Signal};
+use tocsin_engine::{GuestInstance, GuestStats};
+use tocsin_policy::LoadedPolicy;
+use tocsin_store::{AlertPhase, Store, StoreError, is_stale};
+
+use crate::lifecycle::{self, Condition, Event, Outcome, Timing};
+
+/// Most input series shown back by [`Evaluation::input`] (the guest gets them all).
+pub const SHOWN_INPUT: usize = 50;
+
+/// An input series as shown back: identity and newest point.
+#[derive(Debug, Clone, PartialEq)]
+pub struct InputSeries {
+    /// Metric name.
+    pub name: String,
+    /// Labels.
+    pub labels: Vec<(String, String)>,
+    /// Newest point handed to the guest.
+    pub newest: Option<(i64, f64)>,
+}
+
+/// What one evaluation saw and did.
+#[derive(Debug, Clone)]
+pub struct Evaluation {
+    /// The rule.
+    pub rule: String,
+    /// Evaluation time (ms).
+    pub at_ms: i64,
+    /// Input series handed to the guest.
+    pub input_series: usize,
+    /// Input points handed to the guest.
+    pub input_points: usize,
+    /// The first [`SHOWN_INPUT`] input series.
+    pub input: Vec<InputSeries>,
+    /// The outcome (the guest's conditions, no data, or the error).
+    pub outcome: Outcome,
+    /// Lifecycle changes.
+    pub events: Vec<Event>,
+    /// Wall time of the whole evaluation (µs).
+    pub duration_us: u64,
+    /// Wall time of the guest call (µs).
+    pub guest_us: u64,
+}
+
+/// An alert rule ready to evaluate.
+pub struct Rule {
+    name: String,
+    select: Vec<String>,
+    lookback_ms: i64,
+    timing: Timing,
+    params: Vec<(String, String)>,
+    interval_ms: i64,
+    instance: GuestInstance,
+}
+
+fn ms(d: std::time::Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+fn severity(s: Severity) -> &'static str {
+    match s {
+        Severity::Info => "info",
+        Severity::Warning => "warning",
+        Severity::Critical => "critical",
+    }
+}
+
+fn condition(s: Signal) -> Condition {
+    let mut annotations = vec![
+        ("summary".to_string(), s.summary),
+        ("description".to_string(), s.description),
+    ];
+    annotations.extend(s.annotations);
+    Condition {
+        labels: s.key,
+        severity: severity(s.severity).to_string(),
+        value: s.value,
+        annotations,
+    }
+}
+
+impl Rule {
+    /// The rule of a loaded `alert-rule` policy.
+    pub fn from_policy(policy: &LoadedPolicy) -> Rule {
+        let r = &policy.manifest.rule;
+        Rule {
+            name: policy.name.clone(),
+            select: r.select.clone(),
+            lookback_ms: ms(r.lookback).max(1),
+            timing: Timing {
+                for_ms: ms(r.for_),
+                keep_firing_for_ms: ms(r.keep_firing_for),
+            },
+            params: policy.manifest.params_list(),
+            interval_ms: ms(policy.manifest.interval).max(100),
+            instance: policy.guest.instance(),
+        }
+    }
+
+    /// Its name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Its evaluation interval (ms).
+    pub fn interval_ms(&self) -> i64 {
+        self.interval_ms
+    }
+
+    /// The guest's counters.
+    pub fn stats(&self) -> GuestStats {
+        self.instance.guest().stats()
+    }
+
+    /// The selected series over `(now - lookback, now]`, stale points dropped and series
+    /// that ended (newest point a stale marker) left out.
+    fn gather(&self, store: &Store, now: i64) -> Result<Vec<Series>, StoreError> {
+        let mut seen = BTreeSet::new();
+        let mut out = Vec::new();
+        for sel in &self.select {
+            for s in store.query_raw(sel, now - self.lookback_ms + 1, now)? {
+                if s.points.last().is_none_or(|p| is_stale(p.1)) || !seen.insert(s.key.clone()) {
+                    continue;
+                }
+                out.push(Series {
+                    name: s.key.name,
+                    labels: s.key.labels,
+                    points: s.points.into_iter().filter(|p| !is_stale(p.1)).collect(),
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    /// Evaluate at `now`: the store's records of this rule move one lifecycle step.
+    pub fn evaluate(&mut self, store: &Store, now: i64) -> Result<Evaluation, StoreError> {
+        let started = Instant::now();
+        let input = self.gather(store, now)?;
+        let prev = store.alerts_of(&self.name)?;
+        let active: Vec<Vec<(String, String)>> = prev
+            .iter()
+            .filter(|r| matches!(r.phase, AlertPhase::Pending | AlertPhase::Firing))
+            .filter(|r| r.key != lifecycle::RULE_KEY)
+            .map(|r| r.labels.clone())
+            .collect();
+        let ctx = Context {
+            now_ms: now,
+            params: self.params.clone(),
+        };
+        let called = Instant::now();
+        let result = self.instance.evaluate(&ctx, &input, &active);
+        let guest_us = called.elapsed().as_micros() as u64;
+        let outcome = match result {
+            Ok(signals) if signals.is_empty() && input.is_empty() && !self.select.is_empty() => {
+                Outcome::NoData
+            }
+            Ok(signals) => Outcome::Conditions(signals.into_iter().map(condition).collect()),
+            Err(e) => Outcome::Error(e.to_string()),
+        };
+        let step = lifecycle::step(&self.name, &prev, &outcome, now, self.timing);
+        let delete: Vec<(&str, &str)> = step
+            .delete
+            .iter()
+            .map(|k| (self.name.as_str(), k.as_str()))
+            .collect();
+        store.save_alerts(&step.put, &delete)?;
+        for e in &step.events {
+            tracing::info!(rule = %self.name, alert = %e.alert.key, kind = ?e.kind, severity = %e.alert.severity, "alert {:?}", e.kind);
+        }
+        Ok(Evaluation {
+            rule: self.name.clone(),
+            at_ms: now,
+            input_series: input.len(),
+            input_points: input.iter().map(|s| s.points.len()).sum(),
+            input: input
+                .iter()
+                .take(SHOWN_INPUT)
+                .map(|s| InputSeries {
+                    name: s.name.clone(),
+                    labels: s.labels.clone(),
+                    newest: s.points.last().copied(),
+                })
+                .collect(),
+            outcome,
+            events: step.events,
+            duration_us: started.elapsed().as_micros() as u64,
+            guest_us,
+        })
+    }
+}
