@@ -173,7 +173,11 @@ fn test(root: &Path, filter: &[String]) -> anyhow::Result<()> {
 fn bench(root: &Path) -> anyhow::Result<()> {
     guests(root)?;
     let mut figures = Vec::new();
-    for (package, bench) in [("tocsin-engine", "engine"), ("tocsin-store", "store")] {
+    for (package, bench) in [
+        ("tocsin-engine", "engine"),
+        ("tocsin-store", "store"),
+        ("tocsin-alerting", "rules"),
+    ] {
         let mut cmd = cargo();
         cmd.current_dir(root)
             .args(["bench", "-p", package, "--bench", bench])

@@ -80,6 +80,9 @@ pub struct Step {
     pub delete: Vec<String>,
     /// Changes to route.
     pub events: Vec<Event>,
+    /// Whether anything a restart must see changed (a record appeared, went, or changed
+    /// phase or severity); otherwise only values and times moved.
+    pub material: bool,
 }
 
 /// The canonical key of a label set: `name="value"` pairs sorted by name, comma separated.
@@ -115,34 +118,41 @@ pub fn step(rule: &str, prev: &[AlertRecord], outcome: &Outcome, now: i64, timin
                 current.insert(alert_key(&c.labels), c);
             }
             for (key, c) in &current {
-                let mut r = match by_key.get(key.as_str()) {
+                let (mut r, fresh) = match by_key.get(key.as_str()) {
                     Some(r) if matches!(r.phase, AlertPhase::Pending | AlertPhase::Firing) => {
-                        (*r).clone()
+                        ((*r).clone(), false)
                     }
-                    _ => AlertRecord {
-                        rule: rule.to_string(),
-                        key: key.clone(),
-                        labels: c.labels.clone(),
-                        phase: AlertPhase::Pending,
-                        severity: c.severity.clone(),
-                        active_since_ms: now,
-                        fired_at_ms: None,
-                        resolved_at_ms: None,
-                        last_eval_ms: now,
-                        last_active_ms: now,
-                        value: c.value,
-                        annotations: c.annotations.clone(),
-                        last_notified_ms: None,
-                    },
+                    _ => (
+                        AlertRecord {
+                            rule: rule.to_string(),
+                            key: key.clone(),
+                            labels: c.labels.clone(),
+                            phase: AlertPhase::Pending,
+                            severity: c.severity.clone(),
+                            active_since_ms: now,
+                            fired_at_ms: None,
+                            resolved_at_ms: None,
+                            last_eval_ms: now,
+                            last_active_ms: now,
+                            value: c.value,
+                            annotations: c.annotations.clone(),
+                            last_notified_ms: None,
+                        },
+                        true,
+                    ),
                 };
                 let escalated =
                     r.phase == AlertPhase::Firing && rank(&c.severity) > rank(&r.severity);
+                if fresh || r.severity != c.severity {
+                    out.material = true;
+                }
                 r.severity = c.severity.clone();
                 r.value = c.value;
                 r.annotations = c.annotations.clone();
                 r.last_eval_ms = now;
                 r.last_active_ms = now;
                 if r.phase == AlertPhase::Pending && now - r.active_since_ms >= timing.for_ms {
+                    out.material = true;
                     r.phase = AlertPhase::Firing;
                     r.fired_at_ms = Some(now);
                     out.events.push(Event {
@@ -170,6 +180,7 @@ pub fn step(rule: &str, prev: &[AlertRecord], outcome: &Outcome, now: i64, timin
                         out.put.push(r);
                     }
                     AlertPhase::Firing => {
+                        out.material = true;
                         let mut r = r.clone();
                         r.phase = AlertPhase::Resolved;
                         r.resolved_at_ms = Some(now);
@@ -199,6 +210,7 @@ pub fn step(rule: &str, prev: &[AlertRecord], outcome: &Outcome, now: i64, timin
             now,
         ),
     }
+    out.material |= !out.delete.is_empty() || !out.events.is_empty();
     out
 }
 
@@ -435,6 +447,22 @@ mod tests {
             t,
         );
         assert!(e.is_empty(), "de-escalation is not a new notification");
+    }
+
+    #[test]
+    fn only_changes_a_restart_must_see_are_material() {
+        let on = |v: f64| Outcome::Conditions(vec![cond("a", "warning", v)]);
+        let s = step("cpu", &[], &on(95.0), 0, T);
+        assert!(s.material, "a new pending alert");
+        let r = apply(&[], &s);
+        let s = step("cpu", &r, &on(96.0), 15_000, T);
+        assert!(!s.material, "only the value moved");
+        let r = apply(&r, &s);
+        assert!(step("cpu", &r, &on(96.0), 60_000, T).material, "fires");
+        assert!(
+            step("cpu", &r, &Outcome::Conditions(vec![]), 30_000, T).material,
+            "dropped"
+        );
     }
 
     #[test]

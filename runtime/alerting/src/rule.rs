@@ -171,7 +171,9 @@ impl Rule {
             .iter()
             .map(|k| (self.name.as_str(), k.as_str()))
             .collect();
-        store.save_alerts(&step.put, &delete)?;
+        if !step.put.is_empty() || !delete.is_empty() {
+            store.save_alerts(&step.put, &delete, step.material)?;
+        }
         for e in &step.events {
             tracing::info!(rule = %self.name, alert = %e.alert.key, kind = ?e.kind, severity = %e.alert.severity, "alert {:?}", e.kind);
         }

@@ -59,13 +59,24 @@ pub struct AlertRecord {
 }
 
 impl Store {
-    /// Write alert records and delete `(rule, key)` pairs, in one durable transaction.
+    /// Write alert records and delete `(rule, key)` pairs in one transaction. `durable`:
+    /// on disk when this returns (a phase changed); otherwise a cheap commit that readers
+    /// see at once and that reaches the disk with the next durable commit of any kind —
+    /// for refreshing values and evaluation times, which a crash may roll back harmlessly.
     pub fn save_alerts(
         &self,
         put: &[AlertRecord],
         delete: &[(&str, &str)],
+        durable: bool,
     ) -> Result<(), StoreError> {
-        let txn = self.durable_write()?;
+        let txn = if durable {
+            self.durable_write()?
+        } else {
+            let mut txn = self.db().begin_write()?;
+            txn.set_durability(redb::Durability::None)
+                .map_err(|e| StoreError::Db(e.to_string()))?;
+            txn
+        };
         {
             let mut table = txn.open_table(ALERTS)?;
             for r in put {

@@ -140,24 +140,26 @@ impl Index {
     }
 
     fn select(&self, selector: &Selector) -> Vec<u64> {
-        // Narrow with equality matchers through the postings, then check every matcher.
-        let mut candidates: Option<BTreeSet<u64>> = None;
+        // Narrow with equality matchers through the postings — walk the smallest set,
+        // probe the others, never copy one — then check every matcher.
+        let mut sets: Vec<&BTreeSet<u64>> = Vec::new();
         for m in &selector.matchers {
             if let Some(v) = m.equal_value() {
-                let ids = self
-                    .postings
-                    .get(&(m.label.clone(), v.to_string()))
-                    .cloned()
-                    .unwrap_or_default();
-                candidates = Some(match candidates {
-                    Some(c) => c.intersection(&ids).copied().collect(),
-                    None => ids,
-                });
+                match self.postings.get(&(m.label.clone(), v.to_string())) {
+                    Some(ids) => sets.push(ids),
+                    None => return Vec::new(),
+                }
             }
         }
         let check = |id: &u64| self.keys.get(id).is_some_and(|k| selector.matches(k));
-        match candidates {
-            Some(c) => c.into_iter().filter(check).collect(),
+        sets.sort_by_key(|s| s.len());
+        match sets.split_first() {
+            Some((smallest, rest)) => smallest
+                .iter()
+                .copied()
+                .filter(|id| rest.iter().all(|s| s.contains(id)))
+                .filter(check)
+                .collect(),
             None => {
                 let mut all: Vec<u64> = self.keys.keys().copied().filter(check).collect();
                 all.sort_unstable();

@@ -107,10 +107,11 @@ fn alert_state_survives_reopen_per_rule() {
                     alert("cpu-high-x", "a", AlertPhase::Pending),
                 ],
                 &[],
+                true,
             )
             .expect("save");
         store
-            .save_alerts(&[], &[("cpu-high", "host=b")])
+            .save_alerts(&[], &[("cpu-high", "host=b")], true)
             .expect("delete");
     }
     let store = reopen(&path);
