@@ -7,9 +7,13 @@
 //! guests, the store keeps the records, and routing/notification consume the events.
 
 pub mod lifecycle;
+mod router;
+pub mod routing;
 mod rule;
 mod scheduler;
 
 pub use lifecycle::{Condition, Event, EventKind, Outcome, RULE_KEY, Timing};
+pub use router::{Router, TickReport, deliver_log_channel};
+pub use routing::RoutingConfig;
 pub use rule::{Evaluation, InputSeries, Rule, SHOWN_INPUT};
 pub use scheduler::{Board, spawn};

@@ -58,6 +58,7 @@ pub struct Rule {
     timing: Timing,
     params: Vec<(String, String)>,
     interval_ms: i64,
+    labels: Vec<(String, String)>,
     instance: GuestInstance,
 }
 
@@ -101,6 +102,11 @@ impl Rule {
             },
             params: policy.manifest.params_list(),
             interval_ms: ms(policy.manifest.interval).max(100),
+            labels: r
+                .labels
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
             instance: policy.guest.instance(),
         }
     }
@@ -108,6 +114,11 @@ impl Rule {
     /// Its name.
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// Labels its manifest adds to every alert (`[rule.labels]`).
+    pub fn labels(&self) -> &[(String, String)] {
+        &self.labels
     }
 
     /// Its evaluation interval (ms).

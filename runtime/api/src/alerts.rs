@@ -148,3 +148,148 @@ pub async fn one_rule(
         .map(|(n, e, s)| Json(rule(n, e, s)))
         .ok_or_else(|| AppError::not_found(format!("no alert rule named `{name}`")))
 }
+
+/// Body of `POST /api/silences`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewSilence {
+    /// Matchers in selector syntax, e.g. `{alertname="cpu-high",host="a"}`.
+    matchers: String,
+    /// Start (ms); default now.
+    starts_ms: Option<i64>,
+    /// End (ms); or give `duration`.
+    ends_ms: Option<i64>,
+    /// Length, e.g. `"2h"`, when `ends_ms` is not given.
+    duration: Option<String>,
+    /// Who.
+    author: String,
+    /// Why.
+    comment: String,
+}
+
+fn silence(s: &tocsin_store::Silence, now: i64) -> Value {
+    let state = if now < s.starts_ms {
+        "pending"
+    } else if now < s.ends_ms {
+        "active"
+    } else {
+        "expired"
+    };
+    json!({
+        "id": s.id, "matchers": s.matchers, "starts_ms": s.starts_ms, "ends_ms": s.ends_ms,
+        "author": s.author, "comment": s.comment, "state": state,
+    })
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// `GET /api/silences`.
+pub async fn silences(State(state): State<AppState>) -> Result<Json<Value>, AppError> {
+    let now = now_ms();
+    let all = blocking(&state, |store| Ok(store.silences()?)).await?;
+    Ok(Json(
+        json!({ "silences": all.iter().map(|s| silence(s, now)).collect::<Vec<_>>() }),
+    ))
+}
+
+/// `POST /api/silences`: create one; answers its id.
+pub async fn create_silence(
+    State(state): State<AppState>,
+    body: Result<Json<NewSilence>, axum::extract::rejection::JsonRejection>,
+) -> Result<(axum::http::StatusCode, Json<Value>), AppError> {
+    let Json(b) = body.map_err(|e| AppError::bad_request(e.body_text()))?;
+    tocsin_alerting::routing::matchers(&b.matchers)
+        .map_err(|e| AppError::bad_request(format!("matchers: {e}")))?;
+    if b.author.trim().is_empty() || b.comment.trim().is_empty() {
+        return Err(AppError::bad_request(
+            "a silence needs an author and a comment",
+        ));
+    }
+    let now = now_ms();
+    let starts = b.starts_ms.unwrap_or(now);
+    let ends = match (b.ends_ms, &b.duration) {
+        (Some(e), None) => e,
+        (None, Some(d)) => {
+            let d = humantime::parse_duration(d)
+                .map_err(|e| AppError::bad_request(format!("duration: {e}")))?;
+            starts.saturating_add(i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        }
+        _ => {
+            return Err(AppError::bad_request(
+                "give exactly one of ends_ms and duration",
+            ));
+        }
+    };
+    if ends <= starts || ends <= now {
+        return Err(AppError::bad_request(
+            "the silence must end after it starts and after now",
+        ));
+    }
+    let s = tocsin_store::Silence {
+        id: 0,
+        matchers: b.matchers,
+        starts_ms: starts,
+        ends_ms: ends,
+        author: b.author,
+        comment: b.comment,
+    };
+    let id = blocking(&state, move |store| {
+        let id = store.create_silence(&s)?;
+        store.audit(&tocsin_store::AuditEntry {
+            ts_ms: now,
+            actor: s.author.clone(),
+            action: "silence.create".into(),
+            target: id.to_string(),
+            detail: format!("{} until {} ({})", s.matchers, s.ends_ms, s.comment),
+        })?;
+        Ok(id)
+    })
+    .await?;
+    Ok((axum::http::StatusCode::CREATED, Json(json!({ "id": id }))))
+}
+
+/// `DELETE /api/silences/{id}`: expire it now.
+pub async fn expire_silence(
+    State(state): State<AppState>,
+    Path(id): Path<u64>,
+) -> Result<Json<Value>, AppError> {
+    let now = now_ms();
+    let s = blocking(&state, move |store| {
+        let s = store.expire_silence(id, now).map_err(|e| match e {
+            tocsin_store::StoreError::Refused(m) => AppError::not_found(m),
+            other => other.into(),
+        })?;
+        store.audit(&tocsin_store::AuditEntry {
+            ts_ms: now,
+            actor: "api".into(),
+            action: "silence.expire".into(),
+            target: id.to_string(),
+            detail: s.matchers.clone(),
+        })?;
+        Ok(s)
+    })
+    .await?;
+    Ok(Json(silence(&s, now)))
+}
+
+/// `GET /api/notifications`: the newest outbox messages.
+pub async fn notifications(State(state): State<AppState>) -> Result<Json<Value>, AppError> {
+    let recent = blocking(&state, |store| Ok(store.recent_messages(100)?)).await?;
+    let out: Vec<Value> = recent
+        .iter()
+        .map(|m| {
+            json!({
+                "id": m.id, "channel": m.message.channel, "recipient": m.message.recipient,
+                "kind": m.message.kind, "delivery": m.delivery, "attempts": m.attempts,
+                "last_error": m.last_error, "server_reply": m.server_reply,
+                "payload": m.message.payload,
+            })
+        })
+        .collect();
+    Ok(Json(json!({ "notifications": out })))
+}

@@ -23,6 +23,15 @@ pub fn app(state: AppState) -> Router {
         .route("/api/alerts", get(crate::alerts::list))
         .route("/api/rules", get(crate::alerts::rules))
         .route("/api/rules/{name}", get(crate::alerts::one_rule))
+        .route(
+            "/api/silences",
+            get(crate::alerts::silences).post(crate::alerts::create_silence),
+        )
+        .route(
+            "/api/silences/{id}",
+            axum::routing::delete(crate::alerts::expire_silence),
+        )
+        .route("/api/notifications", get(crate::alerts::notifications))
         .fallback(|| async { AppError::not_found("no such route") })
         .with_state(state)
 }
@@ -255,6 +264,66 @@ mod tests {
         )
         .await;
         assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    }
+
+    async fn send(app: Router, method: &str, uri: &str, body: &str) -> (StatusCode, Value) {
+        let request = Request::builder()
+            .method(method)
+            .uri(uri)
+            .header("content-type", "application/json")
+            .body(Body::from(body.to_string()))
+            .expect("request");
+        let response = app.oneshot(request).await.expect("response");
+        let status = response.status();
+        let bytes = axum::body::to_bytes(response.into_body(), 1 << 20)
+            .await
+            .expect("body");
+        (
+            status,
+            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        )
+    }
+
+    #[tokio::test]
+    async fn silences_are_created_listed_expired_and_audited() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store =
+            std::sync::Arc::new(tocsin_store::Store::open(&dir.path().join("db")).expect("store"));
+        let app = app(AppState::with_store(store.clone()));
+        let (status, body) = send(
+            app.clone(),
+            "POST",
+            "/api/silences",
+            r#"{"matchers": "{alertname=\"cpu-high\",host=\"a\"}", "duration": "2h", "author": "ana", "comment": "fan swap"}"#,
+        )
+        .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        let id = body["id"].as_u64().expect("id");
+        for bad in [
+            r#"{"matchers": "{host=", "duration": "2h", "author": "a", "comment": "c"}"#,
+            r#"{"matchers": "{host=\"a\"}", "author": "a", "comment": "c"}"#,
+            r#"{"matchers": "{host=\"a\"}", "duration": "2h", "author": "", "comment": "c"}"#,
+            r#"{"matchers": "{host=\"a\"}", "duration": "soon", "author": "a", "comment": "c"}"#,
+            r#"{"matchers": 5}"#,
+            "not json",
+        ] {
+            let (status, body) = send(app.clone(), "POST", "/api/silences", bad).await;
+            assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}: {body}");
+            assert!(body["error"].is_string(), "{bad}: {body}");
+        }
+        let (_, list) = get_json(app.clone(), "/api/silences").await;
+        assert_eq!(list["silences"][0]["state"], "active");
+        assert_eq!(list["silences"][0]["comment"], "fan swap");
+        let (status, body) = send(app.clone(), "DELETE", &format!("/api/silences/{id}"), "").await;
+        assert_eq!(
+            (status, body["state"].as_str()),
+            (StatusCode::OK, Some("expired"))
+        );
+        let (status, _) = send(app.clone(), "DELETE", "/api/silences/999", "").await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+        let audit = store.audit_log(0, 10).expect("audit");
+        let actions: Vec<&str> = audit.iter().map(|e| e.action.as_str()).collect();
+        assert_eq!(actions, vec!["silence.expire", "silence.create"]);
     }
 
     #[tokio::test]

@@ -19,6 +19,7 @@ pub mod rollup;
 mod rollup_query;
 mod selector;
 mod series;
+mod silences;
 mod store;
 mod tables;
 
@@ -37,4 +38,5 @@ pub use query::Aggregation;
 pub use rollup::{Resolution, RollupAgg};
 pub use selector::{MatchOp, Matcher, Selector};
 pub use series::{MAX_LABELS, STALE_NAN, Sample, SeriesKey, is_stale};
+pub use silences::Silence;
 pub use store::{CHUNK_SAMPLES, IngestReport, InstantValue, SeriesData, Store, WINDOW_MS};

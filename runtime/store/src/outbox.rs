@@ -7,9 +7,9 @@ use redb::{ReadableDatabase, ReadableTable};
 use serde::{Deserialize, Serialize};
 
 use crate::error::StoreError;
-use crate::records::{from_json, next_seq, to_json};
+use crate::records::{from_json, to_json};
 use crate::store::Store;
-use crate::tables::{META, OUTBOX, OUTBOX_DUE};
+use crate::tables::{OUTBOX, OUTBOX_DUE};
 
 /// Where a message stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -72,31 +72,7 @@ fn load(
 impl Store {
     /// Enqueue messages durably; returns their ids.
     pub fn enqueue(&self, messages: &[NewMessage]) -> Result<Vec<u64>, StoreError> {
-        let txn = self.durable_write()?;
-        let mut ids = Vec::with_capacity(messages.len());
-        {
-            let mut meta = txn.open_table(META)?;
-            let mut table = txn.open_table(OUTBOX)?;
-            let mut due = txn.open_table(OUTBOX_DUE)?;
-            for m in messages {
-                let id = next_seq(&mut meta, "next_outbox")?;
-                let msg = OutboxMessage {
-                    id,
-                    message: m.clone(),
-                    delivery: Delivery::Pending,
-                    attempts: 0,
-                    next_attempt_ms: m.not_before_ms,
-                    last_error: None,
-                    delivered_ms: None,
-                    server_reply: None,
-                };
-                table.insert(id, to_json(&msg)?.as_slice())?;
-                due.insert((m.not_before_ms, id), ())?;
-                ids.push(id);
-            }
-        }
-        txn.commit()?;
-        Ok(ids)
+        self.commit_flush(&[], messages)
     }
 
     /// Pending messages whose next attempt is at or before `now_ms`, oldest due first.

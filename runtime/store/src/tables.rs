@@ -45,6 +45,11 @@ pub const POLICY_VERSIONS: TableDefinition<(&str, u64), &[u8]> =
 /// The version of each policy that runs now.
 pub const POLICY_CURRENT: TableDefinition<&str, u64> = TableDefinition::new("policy_current");
 
+/// Silences: id → JSON [`crate::Silence`].
+pub const SILENCES: TableDefinition<u64, &[u8]> = TableDefinition::new("silences");
+/// Notification groups of the router: group key → its state (JSON, owned by the router).
+pub const ROUTE_GROUPS: TableDefinition<&str, &[u8]> = TableDefinition::new("route_groups");
+
 /// The on-disk format this code writes.
 pub const FORMAT_VERSION: u64 = 3;
 
@@ -58,5 +63,7 @@ pub(crate) fn create_record_tables(txn: &redb::WriteTransaction) -> Result<(), c
     txn.open_table(AUDIT)?;
     txn.open_table(POLICY_VERSIONS)?;
     txn.open_table(POLICY_CURRENT)?;
+    txn.open_table(SILENCES)?;
+    txn.open_table(ROUTE_GROUPS)?;
     Ok(())
 }

@@ -23,6 +23,8 @@ pub struct Config {
     pub engine: EngineSection,
     /// How long stored data is kept.
     pub retention: RetentionConfig,
+    /// Where alerts go: routes, grouping, receivers, inhibition, maintenance windows.
+    pub routing: tocsin_alerting::RoutingConfig,
     /// Logging.
     pub log: LogConfig,
 }
@@ -99,6 +101,7 @@ impl Default for Config {
             policies: PoliciesConfig::default(),
             engine: EngineSection::default(),
             retention: RetentionConfig::default(),
+            routing: tocsin_alerting::RoutingConfig::default(),
             log: LogConfig::default(),
         }
     }
@@ -239,6 +242,9 @@ fn validate(config: &Config, fig: &Figment) -> Result<(), ConfigError> {
                 origin(key)
             )));
         }
+    }
+    if let Err(e) = config.routing.validate() {
+        return Err(ConfigError(format!("{e}, from {}", origin("routing"))));
     }
     if let Err(e) = tracing_subscriber::EnvFilter::try_new(&config.log.level) {
         return Err(ConfigError(format!(

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context as _;
-use tocsin_alerting::Rule;
+use tocsin_alerting::{Router, Rule};
 use tocsin_api::{AppState, Round};
 use tocsin_engine::types::Context;
 use tocsin_engine::{Engine, EngineConfig, GuestKind, Providers};
@@ -57,8 +57,20 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         }
     }
     tracing::info!(rules = rules.len(), "alert rules scheduled");
-    tocsin_alerting::spawn(rules, store.clone(), state.board().clone(), stop.clone())
-        .context("starting the alert rule thread")?;
+    let rule_labels = rules
+        .iter()
+        .map(|r| (r.name().to_string(), r.labels().to_vec()))
+        .collect();
+    let router = Router::new(config.routing.clone(), rule_labels)
+        .map_err(|e| anyhow::anyhow!("routing configuration: {e}"))?;
+    tocsin_alerting::spawn(
+        rules,
+        router,
+        store.clone(),
+        state.board().clone(),
+        stop.clone(),
+    )
+    .context("starting the alert rule thread")?;
 
     spawn_retention(store.clone(), config.retention.clone(), stop.clone())?;
 

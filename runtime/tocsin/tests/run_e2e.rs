@@ -53,7 +53,12 @@ impl Drop for Tocsin {
 }
 
 fn start(policies: &Path, data: &Path, port: u16) -> Tocsin {
+    start_with(policies, data, port, &[])
+}
+
+fn start_with(policies: &Path, data: &Path, port: u16, env: &[(&str, &str)]) -> Tocsin {
     let child = Command::new(env!("CARGO_BIN_EXE_tocsin"))
+        .envs(env.iter().copied())
         .args(["run", "--listen", &format!("127.0.0.1:{port}")])
         .arg("--policies")
         .arg(policies)
@@ -269,5 +274,69 @@ fn config_commands() {
     assert!(
         err.contains("http.listen") && err.contains("bad.toml"),
         "{err}"
+    );
+}
+
+#[test]
+fn a_rule_fires_and_its_group_is_notified() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = tempfile::tempdir().expect("tempdir");
+    let release = repo().join("guests/target/wasm32-wasip2/release");
+    std::fs::write(
+        dir.path().join("host-basics.toml"),
+        format!(
+            "kind = \"collector\"\ncomponent = {:?}\ninterval = \"1s\"\ngrants = [\"sensors\"]\n\
+             [budgets]\ndeadline_ms = 2000\n",
+            release.join("host_basics.wasm").display().to_string()
+        ),
+    )
+    .expect("write");
+    // Any CPU usage is "high": the rule fires on the first evaluation with data.
+    std::fs::write(
+        dir.path().join("cpu-any.toml"),
+        format!(
+            "kind = \"alert-rule\"\ncomponent = {:?}\ninterval = \"1s\"\n\
+             [params]\nthreshold = \"-1\"\nclear = \"-2\"\ncritical = \"1000\"\n\
+             [rule]\nselect = [\"cpu_usage_percent\"]\nlookback = \"30s\"\nlabels = {{ team = \"ops\" }}\n",
+            release.join("cpu_high.wasm").display().to_string()
+        ),
+    )
+    .expect("write");
+    let port = free_port();
+    let _tocsin = start_with(
+        dir.path(),
+        data.path(),
+        port,
+        &[("TOCSIN_ROUTING__GROUP_WAIT", "1s")],
+    );
+    let firing = wait_for("a firing alert", || {
+        let (_, alerts) = get(port, "/api/alerts?phase=firing")?;
+        alerts["alerts"]
+            .as_array()
+            .filter(|a| !a.is_empty())
+            .cloned()
+    });
+    assert_eq!(firing[0]["rule"], "cpu-any");
+    let sent = wait_for("a delivered notification", || {
+        let (_, n) = get(port, "/api/notifications")?;
+        n["notifications"]
+            .as_array()?
+            .iter()
+            .find(|m| m["delivery"] == "delivered")
+            .cloned()
+    });
+    assert_eq!(sent["channel"], "log");
+    assert_eq!(sent["payload"]["status"], "firing");
+    let alert = &sent["payload"]["firing"][0];
+    assert_eq!(alert["rule"], "cpu-any");
+    assert_eq!(
+        alert["labels"]["team"], "ops",
+        "rule labels reach the notification"
+    );
+    assert!(
+        alert["summary"]
+            .as_str()
+            .is_some_and(|s| s.starts_with("CPU at")),
+        "{alert}"
     );
 }
