@@ -78,8 +78,9 @@ fn main() {
     let mut rules: Vec<Rule> = (0..HOSTS)
         .map(|h| {
             let text = format!(
-                "kind = \"alert-rule\"\ncomponent = \"cpu_high.wasm\"\n[rule]\n\
-                 select = ['cpu_usage_percent{{host=\"host-{h}\"}}']\nlookback = \"5m\"\nfor = \"1m\"\n"
+                "kind = \"alert-rule\"\ncomponent = \"cpu_high.wasm\"\n[input]\n\
+                 select = ['cpu_usage_percent{{host=\"host-{h}\"}}']\nlookback = \"5m\"\n\
+                 [rule]\nfor = \"1m\"\n"
             );
             let manifest = Manifest::parse(&text, Path::new("bench.toml")).expect("manifest");
             Rule::from_policy(&LoadedPolicy {

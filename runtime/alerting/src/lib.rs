@@ -6,14 +6,17 @@
 //! This crate decides when rules run and what their results mean; the engine isolates the
 //! guests, the store keeps the records, and routing/notification consume the events.
 
+mod input;
 pub mod lifecycle;
 mod router;
 pub mod routing;
 mod rule;
 mod scheduler;
+pub mod scoring;
 
 pub use lifecycle::{Condition, Event, EventKind, Outcome, RULE_KEY, Timing};
 pub use router::{Router, TickReport, deliver_log_channel};
 pub use routing::RoutingConfig;
 pub use rule::{Evaluation, InputSeries, Rule, SHOWN_INPUT};
 pub use scheduler::{Board, spawn};
+pub use scoring::{ScoreRound, ScoreSummary, Scorer};

@@ -50,6 +50,9 @@ pub struct TickReport {
     pub silenced: usize,
     /// Alerts muted by inhibition.
     pub inhibited: usize,
+    /// Firing alerts by severity (`info`, `warning`, `critical` always present), muted or
+    /// not: what the fleet's health counts.
+    pub firing: BTreeMap<String, usize>,
 }
 
 struct CompiledRoute {
@@ -172,6 +175,12 @@ impl Router {
             .map(|(_, m)| m)
             .collect();
         let mut report = TickReport::default();
+        for severity in ["info", "warning", "critical"] {
+            report.firing.insert(severity.to_string(), 0);
+        }
+        for r in records.iter().filter(|r| r.phase == AlertPhase::Firing) {
+            *report.firing.entry(r.severity.clone()).or_default() += 1;
+        }
         let candidates = self.candidates(&records);
         let key_of = |c: &Candidate| alert_key(&c.record.rule, &c.labels);
         // Inhibition looks at firing alerts before silencing, as Alertmanager does.

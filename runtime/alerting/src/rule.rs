@@ -3,14 +3,14 @@
 //! guest with them and the keys of its active alerts, run the lifecycle, write the records
 //! in one durable transaction, and keep what happened for `why did it fire`.
 
-use std::collections::BTreeSet;
 use std::time::Instant;
 
-use tocsin_engine::types::{Context, Series, Severity, Signal};
+use tocsin_engine::types::{Context, Severity, Signal};
 use tocsin_engine::{GuestInstance, GuestStats};
 use tocsin_policy::LoadedPolicy;
-use tocsin_store::{AlertPhase, Store, StoreError, is_stale};
+use tocsin_store::{AlertPhase, Store, StoreError};
 
+use crate::input::ms;
 use crate::lifecycle::{self, Condition, Event, Outcome, Timing};
 
 /// Most input series shown back by [`Evaluation::input`] (the guest gets them all).
@@ -62,10 +62,6 @@ pub struct Rule {
     instance: GuestInstance,
 }
 
-fn ms(d: std::time::Duration) -> i64 {
-    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
-}
-
 fn severity(s: Severity) -> &'static str {
     match s {
         Severity::Info => "info",
@@ -94,8 +90,8 @@ impl Rule {
         let r = &policy.manifest.rule;
         Rule {
             name: policy.name.clone(),
-            select: r.select.clone(),
-            lookback_ms: ms(r.lookback).max(1),
+            select: policy.manifest.input.select.clone(),
+            lookback_ms: ms(policy.manifest.input.lookback).max(1),
             timing: Timing {
                 for_ms: ms(r.for_),
                 keep_firing_for_ms: ms(r.keep_firing_for),
@@ -131,30 +127,10 @@ impl Rule {
         self.instance.guest().stats()
     }
 
-    /// The selected series over `(now - lookback, now]`, stale points dropped and series
-    /// that ended (newest point a stale marker) left out.
-    fn gather(&self, store: &Store, now: i64) -> Result<Vec<Series>, StoreError> {
-        let mut seen = BTreeSet::new();
-        let mut out = Vec::new();
-        for sel in &self.select {
-            for s in store.query_raw(sel, now - self.lookback_ms + 1, now)? {
-                if s.points.last().is_none_or(|p| is_stale(p.1)) || !seen.insert(s.key.clone()) {
-                    continue;
-                }
-                out.push(Series {
-                    name: s.key.name,
-                    labels: s.key.labels,
-                    points: s.points.into_iter().filter(|p| !is_stale(p.1)).collect(),
-                });
-            }
-        }
-        Ok(out)
-    }
-
     /// Evaluate at `now`: the store's records of this rule move one lifecycle step.
     pub fn evaluate(&mut self, store: &Store, now: i64) -> Result<Evaluation, StoreError> {
         let started = Instant::now();
-        let input = self.gather(store, now)?;
+        let input = crate::input::gather(store, &self.select, self.lookback_ms, now)?;
         let prev = store.alerts_of(&self.name)?;
         let active: Vec<Vec<(String, String)>> = prev
             .iter()

@@ -54,7 +54,9 @@ fn groups_wait_repeat_and_resolve_without_repeating_after_restart() {
     let store = Store::open(&path).expect("store");
     let r = router(RoutingConfig::default());
     let a = record("cpu-high", "a", "warning", AlertPhase::Firing);
-    store.save_alerts(std::slice::from_ref(&a), &[], true).expect("save");
+    store
+        .save_alerts(std::slice::from_ref(&a), &[], true)
+        .expect("save");
     r.tick(&store, T0).expect("tick");
     store
         .save_alerts(

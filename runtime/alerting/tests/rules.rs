@@ -20,7 +20,7 @@ fn rule(engine: &Engine, dir: &Path, name: &str, guest: &str, rule: &str) -> Rul
     let path = dir.join(format!("{name}.toml"));
     let text = format!(
         "kind = \"alert-rule\"\ncomponent = {:?}\ninterval = \"15s\"\n\
-         [params]\nthreshold = \"90\"\nclear = \"80\"\ncritical = \"98\"\n[rule]\n{rule}\n",
+         [params]\nthreshold = \"90\"\nclear = \"80\"\ncritical = \"98\"\n{rule}\n",
         wasm(guest).display().to_string()
     );
     std::fs::write(&path, text).expect("manifest");
@@ -47,7 +47,8 @@ fn cpu(store: &Store, host: &str, at: i64, value: f64) {
         .expect("ingest");
 }
 
-const CPU_RULE: &str = "select = [\"cpu_usage_percent\"]\nlookback = \"10s\"\nfor = \"1m\"";
+const CPU_RULE: &str =
+    "[input]\nselect = [\"cpu_usage_percent\"]\nlookback = \"10s\"\n[rule]\nfor = \"1m\"";
 
 fn kinds(eval: &tocsin_alerting::Evaluation) -> Vec<EventKind> {
     eval.events.iter().map(|e| e.kind).collect()
@@ -151,21 +152,21 @@ fn no_data_and_a_trapping_rule_are_states_and_the_others_keep_evaluating() {
         dir.path(),
         "cpu-high",
         "cpu_high",
-        "select = [\"cpu_usage_percent\"]\nlookback = \"10s\"",
+        "[input]\nselect = [\"cpu_usage_percent\"]\nlookback = \"10s\"",
     );
     let mut nothing = rule(
         &engine,
         dir.path(),
         "gpu-hot",
         "cpu_high",
-        "select = [\"gpu_temperature_celsius\"]",
+        "[input]\nselect = [\"gpu_temperature_celsius\"]",
     );
     let mut broken = rule(
         &engine,
         dir.path(),
         "broken",
         "panic",
-        "select = [\"cpu_usage_percent\"]\nlookback = \"10s\"",
+        "[input]\nselect = [\"cpu_usage_percent\"]\nlookback = \"10s\"",
     );
     cpu(&store, "a", T0 - 1_000, 97.0);
 
@@ -220,7 +221,7 @@ fn series_that_ended_are_not_input() {
         dir.path(),
         "cpu-high",
         "cpu_high",
-        "select = [\"cpu_usage_percent\"]\nlookback = \"1m\"",
+        "[input]\nselect = [\"cpu_usage_percent\"]\nlookback = \"1m\"",
     );
     cpu(&store, "a", T0 - 30_000, 97.0);
     cpu(&store, "b", T0 - 30_000, 97.0);

@@ -293,3 +293,67 @@ pub async fn notifications(State(state): State<AppState>) -> Result<Json<Value>,
         .collect();
     Ok(Json(json!({ "notifications": out })))
 }
+
+/// Parameters of `GET /api/health`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HealthParams {
+    /// Summary window, e.g. `24h` (default).
+    window: Option<String>,
+}
+
+/// `GET /api/health`: every scorer's newest score with its breakdown, and its history
+/// over the window (min/max/avg, trend, per-minute means).
+pub async fn health(
+    State(state): State<AppState>,
+    Query(p): Query<HealthParams>,
+) -> Result<Json<Value>, AppError> {
+    let window = match &p.window {
+        Some(w) => humantime::parse_duration(w)
+            .map_err(|e| AppError::bad_request(format!("window: {e}")))?,
+        None => std::time::Duration::from_secs(24 * 3600),
+    };
+    let window_ms = i64::try_from(window.as_millis())
+        .unwrap_or(i64::MAX)
+        .max(60_000);
+    let scores = state.board().scores();
+    let names: Vec<String> = scores.iter().map(|(n, _, _)| n.clone()).collect();
+    let now = now_ms();
+    let summaries = blocking(&state, move |store| {
+        names
+            .iter()
+            .map(|n| Ok(tocsin_alerting::scoring::summary(store, n, now, window_ms)?))
+            .collect::<Result<Vec<_>, AppError>>()
+    })
+    .await?;
+    let out: Vec<Value> = scores
+        .iter()
+        .zip(&summaries)
+        .map(|((name, round, stats), sum)| {
+            let current = round.as_ref().map(|r| {
+                json!({
+                    "at_ms": r.at_ms,
+                    "score": r.score,
+                    "status": r.score.map(tocsin_alerting::scoring::status),
+                    "summary": r.summary,
+                    "error": r.error,
+                    "factors": r.factors.iter().map(|f| json!({
+                        "name": f.name, "score": f.score, "weight": f.weight, "detail": f.detail,
+                    })).collect::<Vec<_>>(),
+                })
+            });
+            json!({
+                "scorer": name,
+                "current": current,
+                "window_ms": window_ms,
+                "history": {
+                    "current": sum.current, "min": sum.min, "max": sum.max, "avg": sum.avg,
+                    "trend_per_hour": sum.trend_per_hour,
+                    "minutes": sum.minutes.iter().map(|(t, v)| json!([t, v])).collect::<Vec<_>>(),
+                },
+                "stats": stats,
+            })
+        })
+        .collect();
+    Ok(Json(json!({ "scorers": out })))
+}

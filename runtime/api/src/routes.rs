@@ -32,6 +32,7 @@ pub fn app(state: AppState) -> Router {
             axum::routing::delete(crate::alerts::expire_silence),
         )
         .route("/api/notifications", get(crate::alerts::notifications))
+        .route("/api/health", get(crate::alerts::health))
         .fallback(|| async { AppError::not_found("no such route") })
         .with_state(state)
 }

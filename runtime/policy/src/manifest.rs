@@ -33,7 +33,10 @@ pub struct Manifest {
     /// Parameters handed to the guest on every call (`ctx.params`).
     #[serde(default)]
     pub params: BTreeMap<String, String>,
-    /// What an `alert-rule` reads and how its alerts live.
+    /// The series an `alert-rule` or `scorer` is called with.
+    #[serde(default)]
+    pub input: InputSection,
+    /// How an `alert-rule`'s alerts live.
     #[serde(default)]
     pub rule: RuleSection,
 }
@@ -42,32 +45,45 @@ fn default_interval() -> Duration {
     Duration::from_secs(15)
 }
 
-/// The `[rule]` table of an `alert-rule` policy.
+/// The `[input]` table: what an `alert-rule` or `scorer` is called with.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct RuleSection {
-    /// Selectors whose series (over `lookback`) are the rule's input, e.g.
-    /// `["cpu_usage_percent", "disk_free_bytes{mount=\"/\"}"]`. With selectors set and
-    /// none matching, the rule is in `no_data`.
+pub struct InputSection {
+    /// Selectors whose series (over `lookback`) are the input, e.g.
+    /// `["cpu_usage_percent", "disk_free_bytes{mount=\"/\"}"]`. For a rule with selectors
+    /// set and none matching, the rule is in `no_data`.
     pub select: Vec<String>,
     /// How far back each evaluation reads, e.g. `"5m"`.
     #[serde(with = "humantime_serde")]
     pub lookback: Duration,
+}
+
+impl Default for InputSection {
+    fn default() -> Self {
+        InputSection {
+            select: Vec::new(),
+            lookback: Duration::from_secs(300),
+        }
+    }
+}
+
+/// The `[rule]` table of an `alert-rule` policy.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RuleSection {
     /// How long a condition must hold before the alert fires (pending until then).
     #[serde(rename = "for", with = "humantime_serde")]
     pub for_: Duration,
     /// How long an alert keeps firing after its condition stopped holding.
     #[serde(with = "humantime_serde")]
     pub keep_firing_for: Duration,
-    /// Labels added to every alert of this rule (for routing: `team`, `severity`, ...).
+    /// Labels added to every alert of this rule (for routing: `team`, `service`, ...).
     pub labels: BTreeMap<String, String>,
 }
 
 impl Default for RuleSection {
     fn default() -> Self {
         RuleSection {
-            select: Vec::new(),
-            lookback: Duration::from_secs(300),
             for_: Duration::ZERO,
             keep_firing_for: Duration::ZERO,
             labels: BTreeMap::new(),
@@ -138,13 +154,13 @@ impl Manifest {
         if b.output_kib == 0 {
             return Err(invalid("budgets.output_kib", "must be at least 1".into()));
         }
-        for sel in &manifest.rule.select {
+        for sel in &manifest.input.select {
             if let Err(e) = tocsin_store::Selector::parse(sel) {
-                return Err(invalid("rule.select", e.to_string()));
+                return Err(invalid("input.select", e.to_string()));
             }
         }
-        if manifest.rule.lookback < Duration::from_secs(1) {
-            return Err(invalid("rule.lookback", "must be at least 1s".into()));
+        if manifest.input.lookback < Duration::from_secs(1) {
+            return Err(invalid("input.lookback", "must be at least 1s".into()));
         }
         Ok(manifest)
     }
@@ -193,9 +209,10 @@ mod tests {
         let m = parse(
             r#"kind = "alert-rule"
 component = "r.wasm"
-[rule]
+[input]
 select = ['cpu_usage_percent{host=~"web.*"}']
 lookback = "10m"
+[rule]
 for = "2m"
 keep_firing_for = "1m"
 labels = { team = "ops" }
@@ -204,12 +221,12 @@ labels = { team = "ops" }
         .expect("valid");
         assert_eq!(m.rule.for_, Duration::from_secs(120));
         assert_eq!(m.rule.keep_firing_for, Duration::from_secs(60));
-        assert_eq!(m.rule.lookback, Duration::from_secs(600));
+        assert_eq!(m.input.lookback, Duration::from_secs(600));
         assert_eq!(m.rule.labels["team"], "ops");
         let bad =
-            parse("kind = \"alert-rule\"\ncomponent = \"r.wasm\"\n[rule]\nselect = [\"cpu{\"]\n")
+            parse("kind = \"alert-rule\"\ncomponent = \"r.wasm\"\n[input]\nselect = [\"cpu{\"]\n")
                 .expect_err("bad selector");
-        assert!(bad.to_string().contains("rule.select"), "{bad}");
+        assert!(bad.to_string().contains("input.select"), "{bad}");
         let unknown =
             parse("kind = \"alert-rule\"\ncomponent = \"r.wasm\"\n[rule]\nfour = \"1m\"\n")
                 .expect_err("unknown field");

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context as _;
-use tocsin_alerting::{Router, Rule};
+use tocsin_alerting::{Router, Rule, Scorer};
 use tocsin_api::{AppState, Round};
 use tocsin_engine::types::Context;
 use tocsin_engine::{Engine, EngineConfig, GuestKind, Providers};
@@ -47,16 +47,22 @@ pub fn run(config: Config) -> anyhow::Result<()> {
     let policies = load_policies(&engine, &config, &state);
     let stop = Arc::new(AtomicBool::new(false));
     let mut rules = Vec::new();
+    let mut scorers = Vec::new();
     for policy in policies {
         match policy.manifest.kind {
             GuestKind::Collector => {
                 spawn_collector(policy, state.clone(), store.clone(), stop.clone())?
             }
             GuestKind::AlertRule => rules.push(Rule::from_policy(&policy)),
+            GuestKind::Scorer => scorers.push(Scorer::from_policy(&policy)),
             _ => {}
         }
     }
-    tracing::info!(rules = rules.len(), "alert rules scheduled");
+    tracing::info!(
+        rules = rules.len(),
+        scorers = scorers.len(),
+        "rules and scorers scheduled"
+    );
     let rule_labels = rules
         .iter()
         .map(|r| (r.name().to_string(), r.labels().to_vec()))
@@ -65,6 +71,7 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         .map_err(|e| anyhow::anyhow!("routing configuration: {e}"))?;
     tocsin_alerting::spawn(
         rules,
+        scorers,
         router,
         store.clone(),
         state.board().clone(),

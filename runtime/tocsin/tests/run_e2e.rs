@@ -140,6 +140,25 @@ fn default_policies_load_and_collect() {
     let (status, _) = get(port, "/api/alerts?phase=burning").expect("bad phase");
     assert_eq!(status, 400);
 
+    // The fleet health score is computed with its breakdown and kept as history.
+    let health = wait_for("a fleet health score", || {
+        let (_, h) = get(port, "/api/health")?;
+        let fleet = h["scorers"].as_array()?.first()?.clone();
+        fleet["current"]["score"].as_f64().map(|_| fleet)
+    });
+    assert_eq!(health["scorer"], "fleet-health");
+    let factors: Vec<&str> = health["current"]["factors"]
+        .as_array()
+        .expect("factors")
+        .iter()
+        .filter_map(|f| f["name"].as_str())
+        .collect();
+    assert!(
+        factors.contains(&"cpu") && factors.contains(&"memory"),
+        "{health}"
+    );
+    assert!(health["history"]["current"].is_number(), "{health}");
+
     // The status page lists the guests, server-rendered.
     let (status, page) = get_text(port, "/").expect("status page");
     assert_eq!(status, 200);
@@ -297,7 +316,8 @@ fn a_rule_fires_and_its_group_is_notified() {
         format!(
             "kind = \"alert-rule\"\ncomponent = {:?}\ninterval = \"1s\"\n\
              [params]\nthreshold = \"-1\"\nclear = \"-2\"\ncritical = \"1000\"\n\
-             [rule]\nselect = [\"cpu_usage_percent\"]\nlookback = \"30s\"\nlabels = {{ team = \"ops\" }}\n",
+             [input]\nselect = [\"cpu_usage_percent\"]\nlookback = \"30s\"\n\
+             [rule]\nlabels = {{ team = \"ops\" }}\n",
             release.join("cpu_high.wasm").display().to_string()
         ),
     )
