@@ -30,7 +30,9 @@ pub use wit_bindgen as __wit_bindgen;
 
 pub mod prelude {
     //! Helpers every guest wants.
-    pub use crate::{label, last, max, mean, min, param, sorted_labels};
+    pub use crate::{
+        increase, label, last, max, mean, min, param, slope_per_hour, sorted_labels, stddev,
+    };
 }
 
 /// The value of label `key`.
@@ -84,9 +86,57 @@ pub fn min(points: &[(i64, f64)]) -> Option<f64> {
     finite(points).reduce(f64::min)
 }
 
+/// Population standard deviation of the finite values.
+pub fn stddev(points: &[(i64, f64)]) -> Option<f64> {
+    let m = mean(points)?;
+    let (sum, n) = finite(points).fold((0.0, 0u32), |(s, n), v| (s + (v - m).powi(2), n + 1));
+    Some((sum / f64::from(n)).sqrt())
+}
+
+/// Least-squares slope of the finite points, in value units per hour.
+pub fn slope_per_hour(points: &[(i64, f64)]) -> Option<f64> {
+    let pts: Vec<(f64, f64)> = points
+        .iter()
+        .filter(|p| p.1.is_finite())
+        .map(|p| (p.0 as f64 / 3_600_000.0, p.1))
+        .collect();
+    if pts.len() < 2 {
+        return None;
+    }
+    let n = pts.len() as f64;
+    let (mx, my) = (
+        pts.iter().map(|p| p.0).sum::<f64>() / n,
+        pts.iter().map(|p| p.1).sum::<f64>() / n,
+    );
+    let sxx: f64 = pts.iter().map(|p| (p.0 - mx).powi(2)).sum();
+    let sxy: f64 = pts.iter().map(|p| (p.0 - mx) * (p.1 - my)).sum();
+    (sxx > 0.0).then(|| sxy / sxx)
+}
+
+/// Increase of a counter over its points; a drop is a reset from zero.
+pub fn increase(points: &[(i64, f64)]) -> f64 {
+    let vals: Vec<f64> = finite(points).collect();
+    vals.windows(2)
+        .map(|w| if w[1] >= w[0] { w[1] - w[0] } else { w[1] })
+        .sum()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn trend_spread_and_counters() {
+        let hour = 3_600_000;
+        let pts = [(0, 10.0), (hour, 12.0), (2 * hour, 14.0)];
+        assert_eq!(slope_per_hour(&pts), Some(2.0));
+        assert_eq!(slope_per_hour(&pts[..1]), None);
+        assert_eq!(stddev(&[(0, 2.0), (1, 4.0)]), Some(1.0));
+        assert_eq!(
+            increase(&[(0, 5.0), (1, 9.0), (2, 2.0), (3, 4.0)]),
+            4.0 + 2.0 + 2.0
+        );
+    }
 
     #[test]
     fn helpers_skip_non_finite_points() {

@@ -59,6 +59,7 @@ pub struct Rule {
     params: Vec<(String, String)>,
     interval_ms: i64,
     labels: Vec<(String, String)>,
+    no_data_ok: bool,
     instance: GuestInstance,
 }
 
@@ -103,6 +104,7 @@ impl Rule {
                 .iter()
                 .map(|(k, v)| (k.clone(), v.clone()))
                 .collect(),
+            no_data_ok: r.no_data == tocsin_policy::NoData::Ok,
             instance: policy.guest.instance(),
         }
     }
@@ -146,7 +148,12 @@ impl Rule {
         let result = self.instance.evaluate(&ctx, &input, &active);
         let guest_us = called.elapsed().as_micros() as u64;
         let outcome = match result {
-            Ok(signals) if signals.is_empty() && input.is_empty() && !self.select.is_empty() => {
+            Ok(signals)
+                if signals.is_empty()
+                    && input.is_empty()
+                    && !self.select.is_empty()
+                    && !self.no_data_ok =>
+            {
                 Outcome::NoData
             }
             Ok(signals) => Outcome::Conditions(signals.into_iter().map(condition).collect()),

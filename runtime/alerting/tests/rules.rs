@@ -239,3 +239,46 @@ fn series_that_ended_are_not_input() {
         vec![("host".to_string(), "a".to_string())]
     );
 }
+
+#[test]
+fn disk_forecast_fires_through_the_host_and_no_data_ok_stays_quiet() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(&dir.path().join("db")).expect("store");
+    let engine = engine(dir.path());
+    let mut disk = rule(
+        &engine,
+        dir.path(),
+        "disk-filling",
+        "disk_filling",
+        "[input]\nselect = [\"disk_used_percent\"]\nlookback = \"6h\"",
+    );
+    // Six hours of a disk growing 3 points an hour, at 82 % now: full in 6 h → warning.
+    for minute in 0..=360 {
+        store
+            .ingest(&[Sample {
+                name: "disk_used_percent".into(),
+                labels: vec![("mount".into(), "/var".into())],
+                ts_ms: T0 - (360 - minute) * 60_000,
+                value: 64.0 + 3.0 * minute as f64 / 60.0,
+            }])
+            .expect("ingest");
+    }
+    let e = disk.evaluate(&store, T0).expect("evaluate");
+    let Outcome::Conditions(c) = &e.outcome else {
+        panic!("{:?}", e.outcome)
+    };
+    assert_eq!(c.len(), 1);
+    assert_eq!(c[0].severity, "warning");
+    assert!((c[0].value - 6.0).abs() < 0.01, "forecast {} h", c[0].value);
+
+    let mut gpu = rule(
+        &engine,
+        dir.path(),
+        "gpu-health",
+        "gpu_health",
+        "[input]\nselect = [\"gpu_temperature_celsius\"]\n[rule]\nno_data = \"ok\"",
+    );
+    let e = gpu.evaluate(&store, T0).expect("evaluate");
+    assert_eq!(e.outcome, Outcome::Conditions(vec![]));
+    assert!(store.alerts_of("gpu-health").expect("alerts").is_empty());
+}

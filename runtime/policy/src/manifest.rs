@@ -79,6 +79,21 @@ pub struct RuleSection {
     pub keep_firing_for: Duration,
     /// Labels added to every alert of this rule (for routing: `team`, `service`, ...).
     pub labels: BTreeMap<String, String>,
+    /// When no selected series exists: `alert` (the rule enters `no_data`, which is
+    /// notified) or `ok` (nothing to check: GPUs on a machine without one, a fleet with no
+    /// clients yet).
+    pub no_data: NoData,
+}
+
+/// What a rule without input means.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NoData {
+    /// Missing input is a state of its own, notified.
+    #[default]
+    Alert,
+    /// Missing input means nothing fires.
+    Ok,
 }
 
 impl Default for RuleSection {
@@ -87,6 +102,7 @@ impl Default for RuleSection {
             for_: Duration::ZERO,
             keep_firing_for: Duration::ZERO,
             labels: BTreeMap::new(),
+            no_data: NoData::Alert,
         }
     }
 }

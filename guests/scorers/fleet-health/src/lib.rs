@@ -6,8 +6,8 @@
 //! - `alerts`: firing alerts (`alerts_firing{severity}`, newest): 100 minus 25 per
 //!   critical and 5 per warning, floored at 0.
 //! - `clients`: share of fleet clients up (`client_up{client}`, newest value 1 or 0).
-//! - `log-errors`: error log lines per minute over the input window (`log_errors_total`
-//!   counters, resets handled): 100 at 0, 0 at `log_errors_bad` per minute (default 10).
+//! - `log-errors`: error log lines per minute over the input window
+//!   (`log_lines_total{level="error"}` counters, resets handled): 100 at 0, 0 at `log_errors_bad` per minute (default 10).
 //!
 //! The total is the weighted mean. Status: 90-100 healthy, 70-89 warning, below 70
 //! critical.
@@ -96,7 +96,9 @@ fn fleet_factors(input: &[Series], p: &[(String, String)], out: &mut Vec<Factor>
             detail: format!("{} of {} clients down", clients.len() - up, clients.len()),
         });
     }
-    let logs: Vec<&Series> = named(input, "log_errors_total").collect();
+    let logs: Vec<&Series> = named(input, "log_lines_total")
+        .filter(|s| label(&s.labels, "level") == Some("error"))
+        .collect();
     let span_ms = logs
         .iter()
         .filter_map(|s| Some(s.points.last()?.0 - s.points.first()?.0))
@@ -212,8 +214,8 @@ mod tests {
             series("client_up", &[("client", "b")], &[0.0]), // 50
             // 0, 10, 20 then a reset to 5: 25 errors over 3 minutes → 8.33/min → 16.7
             series(
-                "log_errors_total",
-                &[("source", "app")],
+                "log_lines_total",
+                &[("source", "app"), ("level", "error")],
                 &[0.0, 10.0, 20.0, 5.0],
             ),
         ];
