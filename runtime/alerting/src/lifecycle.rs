@@ -62,6 +62,18 @@ pub enum EventKind {
     Error,
 }
 
+impl EventKind {
+    /// Its name in the API and the history: `firing`, `resolved`, `no_data`, `error`.
+    pub fn name(self) -> &'static str {
+        match self {
+            EventKind::Firing => "firing",
+            EventKind::Resolved => "resolved",
+            EventKind::NoData => "no_data",
+            EventKind::Error => "error",
+        }
+    }
+}
+
 /// A change of an alert.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Event {

@@ -238,6 +238,7 @@ impl Router {
         }
         let mut updates: Vec<(String, Option<Vec<u8>>)> = Vec::new();
         let mut messages = Vec::new();
+        let mut notified: Vec<AlertRecord> = Vec::new();
         let encode =
             |s: &GroupState| serde_json::to_vec(s).map_err(|e| StoreError::Db(e.to_string()));
         for (gkey, group) in &groups {
@@ -291,6 +292,10 @@ impl Router {
                     not_before_ms: now,
                 });
             }
+            notified.extend(alerts.iter().filter(|c| c.firing).map(|c| AlertRecord {
+                last_notified_ms: Some(now),
+                ..c.record.clone()
+            }));
             let next = GroupState {
                 created_ms: state.created_ms,
                 last_flush_ms: Some(now),
@@ -312,6 +317,12 @@ impl Router {
         if !updates.is_empty() || !messages.is_empty() {
             report.messages = messages.len();
             store.commit_flush(&updates, &messages)?;
+        }
+        if !notified.is_empty() {
+            // Cosmetic (the group state is what prevents repeats): a cheap commit. The
+            // scheduler thread runs rules and the router in turn, so the records read at
+            // the start of this tick are still the current ones.
+            store.save_alerts(&notified, &[], false)?;
         }
         Ok(report)
     }

@@ -165,8 +165,17 @@ impl Rule {
             .iter()
             .map(|k| (self.name.as_str(), k.as_str()))
             .collect();
+        let history: Vec<tocsin_store::AlertEvent> = step
+            .events
+            .iter()
+            .map(|e| tocsin_store::AlertEvent {
+                ts_ms: now,
+                kind: e.kind.name().to_string(),
+                alert: e.alert.clone(),
+            })
+            .collect();
         if !step.put.is_empty() || !delete.is_empty() {
-            store.save_alerts(&step.put, &delete, step.material)?;
+            store.save_alerts_with_history(&step.put, &delete, &history, step.material)?;
         }
         for e in &step.events {
             tracing::info!(rule = %self.name, alert = %e.alert.key, kind = ?e.kind, severity = %e.alert.severity, "alert {:?}", e.kind);

@@ -79,6 +79,13 @@ fn groups_wait_repeat_and_resolve_without_repeating_after_restart() {
         "one message for the group"
     );
     assert_eq!(m[0].message.channel, "log");
+    let a_now = store.alerts_of("cpu-high").expect("alerts");
+    assert!(
+        a_now
+            .iter()
+            .all(|r| r.last_notified_ms == Some(T0 + 30_000)),
+        "{a_now:?}"
+    );
 
     // Unchanged: nothing until repeat_interval (4 h).
     r.tick(&store, T0 + 3_600_000).expect("tick");

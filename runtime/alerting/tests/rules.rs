@@ -92,6 +92,21 @@ fn fires_after_for_holds_with_hysteresis_and_resolves() {
     );
     // Below the threshold but above clear does not start a new alert.
     assert_eq!(at(105_000, 85.0), (vec![], Some(AlertPhase::Resolved)));
+    // The history kept both changes, newest first.
+    let history = store
+        .alert_history(Some("cpu-high"), 0, 10)
+        .expect("history");
+    let kinds: Vec<(&str, i64)> = history.iter().map(|e| (e.kind.as_str(), e.ts_ms)).collect();
+    assert_eq!(
+        kinds,
+        vec![("resolved", T0 + 90_000), ("firing", T0 + 60_000)]
+    );
+    assert!(
+        store
+            .alert_history(Some("other"), 0, 10)
+            .expect("history")
+            .is_empty()
+    );
 }
 
 #[test]

@@ -108,7 +108,7 @@ fn evaluation(e: &Evaluation) -> Value {
         })).collect::<Vec<_>>(),
         "outcome": outcome,
         "events": e.events.iter().map(|ev| json!({
-            "kind": format!("{:?}", ev.kind).to_lowercase(),
+            "kind": ev.kind.name(),
             "alert": alert(&ev.alert),
         })).collect::<Vec<_>>(),
         "duration_us": e.duration_us,
@@ -356,4 +356,34 @@ pub async fn health(
         })
         .collect();
     Ok(Json(json!({ "scorers": out })))
+}
+
+/// Parameters of `GET /api/alerts/history`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HistoryParams {
+    /// Only this rule.
+    rule: Option<String>,
+    /// Only events at or after this time (ms); default the last 7 days.
+    since: Option<i64>,
+    /// At most this many (default 50, max 500).
+    limit: Option<usize>,
+}
+
+/// `GET /api/alerts/history`: alert changes, newest first.
+pub async fn history(
+    State(state): State<AppState>,
+    Query(p): Query<HistoryParams>,
+) -> Result<Json<Value>, AppError> {
+    let since = p.since.unwrap_or(now_ms() - 7 * 86_400_000);
+    let limit = p.limit.unwrap_or(50).clamp(1, 500);
+    let events = blocking(&state, move |store| {
+        Ok(store.alert_history(p.rule.as_deref(), since, limit)?)
+    })
+    .await?;
+    let out: Vec<Value> = events
+        .iter()
+        .map(|e| json!({ "ts_ms": e.ts_ms, "kind": e.kind, "alert": alert(&e.alert) }))
+        .collect();
+    Ok(Json(json!({ "events": out })))
 }

@@ -21,6 +21,7 @@ pub fn app(state: AppState) -> Router {
         .route("/api/metrics/query_range", get(crate::metrics::query_range))
         .route("/api/metrics/latest", get(crate::metrics::latest))
         .route("/api/alerts", get(crate::alerts::list))
+        .route("/api/alerts/history", get(crate::alerts::history))
         .route("/api/rules", get(crate::alerts::rules))
         .route("/api/rules/{name}", get(crate::alerts::one_rule))
         .route(

@@ -6,9 +6,9 @@ use redb::{ReadableDatabase, ReadableTable};
 use serde::{Deserialize, Serialize};
 
 use crate::error::StoreError;
-use crate::records::{from_json, to_json};
+use crate::records::{from_json, next_seq, to_json};
 use crate::store::Store;
-use crate::tables::ALERTS;
+use crate::tables::{ALERT_EVENTS, ALERTS, META};
 
 /// Where an alert stands in its lifecycle.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -58,6 +58,17 @@ pub struct AlertRecord {
     pub last_notified_ms: Option<i64>,
 }
 
+/// A change in an alert's life, kept as history.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AlertEvent {
+    /// When (ms).
+    pub ts_ms: i64,
+    /// `firing`, `resolved`, `no_data` or `error`.
+    pub kind: String,
+    /// The alert after the change.
+    pub alert: AlertRecord,
+}
+
 impl Store {
     /// Write alert records and delete `(rule, key)` pairs in one transaction. `durable`:
     /// on disk when this returns (a phase changed); otherwise a cheap commit that readers
@@ -67,6 +78,17 @@ impl Store {
         &self,
         put: &[AlertRecord],
         delete: &[(&str, &str)],
+        durable: bool,
+    ) -> Result<(), StoreError> {
+        self.save_alerts_with_history(put, delete, &[], durable)
+    }
+
+    /// [`Store::save_alerts`], appending `events` to the history in the same transaction.
+    pub fn save_alerts_with_history(
+        &self,
+        put: &[AlertRecord],
+        delete: &[(&str, &str)],
+        events: &[AlertEvent],
         durable: bool,
     ) -> Result<(), StoreError> {
         let txn = if durable {
@@ -85,6 +107,14 @@ impl Store {
             for key in delete {
                 table.remove(*key)?;
             }
+            if !events.is_empty() {
+                let mut meta = txn.open_table(META)?;
+                let mut history = txn.open_table(ALERT_EVENTS)?;
+                for e in events {
+                    let seq = next_seq(&mut meta, "next_alert_event")?;
+                    history.insert((e.ts_ms, seq), to_json(e)?.as_slice())?;
+                }
+            }
         }
         txn.commit()?;
         Ok(())
@@ -101,6 +131,42 @@ impl Store {
             out.push(from_json(row?.1.value(), "alert")?);
         }
         Ok(out)
+    }
+
+    /// History at or after `since_ms`, newest first, at most `limit`; only `rule`'s when
+    /// given.
+    pub fn alert_history(
+        &self,
+        rule: Option<&str>,
+        since_ms: i64,
+        limit: usize,
+    ) -> Result<Vec<AlertEvent>, StoreError> {
+        let read = self.db().begin_read()?;
+        let table = read.open_table(ALERT_EVENTS)?;
+        let mut out = Vec::new();
+        for row in table.range((since_ms, 0)..)?.rev() {
+            if out.len() >= limit {
+                break;
+            }
+            let e: AlertEvent = from_json(row?.1.value(), "alert event")?;
+            if rule.is_none_or(|r| r == e.alert.rule) {
+                out.push(e);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Drop history older than `cutoff_ms`; returns the events dropped.
+    pub fn enforce_alert_history_retention(&self, cutoff_ms: i64) -> Result<u64, StoreError> {
+        let txn = self.durable_write()?;
+        let mut n = 0;
+        txn.open_table(ALERT_EVENTS)?
+            .retain_in((i64::MIN, 0)..(cutoff_ms, 0), |_, _| {
+                n += 1;
+                false
+            })?;
+        txn.commit()?;
+        Ok(n)
     }
 
     /// Every alert record, by rule and key.

@@ -23,7 +23,7 @@ mod silences;
 mod store;
 mod tables;
 
-pub use alerts::{AlertPhase, AlertRecord};
+pub use alerts::{AlertEvent, AlertPhase, AlertRecord};
 pub use audit::AuditEntry;
 pub use error::{SampleError, StoreError};
 pub use heartbeats::{Liveness, LivenessState, Transition};

@@ -31,6 +31,8 @@ pub const LOG_COUNTS: TableDefinition<(&str, i64, u8), u64> = TableDefinition::n
 pub const HEARTBEATS: TableDefinition<&str, &[u8]> = TableDefinition::new("heartbeats");
 /// Alert state: (rule, alert key) → JSON [`crate::AlertRecord`].
 pub const ALERTS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("alerts");
+/// Alert history: (ts, seq) → JSON [`crate::AlertEvent`], append-only.
+pub const ALERT_EVENTS: TableDefinition<(i64, u64), &[u8]> = TableDefinition::new("alert_events");
 /// Notification outbox: message id → JSON [`crate::OutboxMessage`].
 pub const OUTBOX: TableDefinition<u64, &[u8]> = TableDefinition::new("outbox");
 /// Pending outbox messages by (next attempt, id).
@@ -57,6 +59,7 @@ pub const FORMAT_VERSION: u64 = 3;
 pub(crate) fn create_record_tables(txn: &redb::WriteTransaction) -> Result<(), crate::StoreError> {
     txn.open_table(HEARTBEATS)?;
     txn.open_table(ALERTS)?;
+    txn.open_table(ALERT_EVENTS)?;
     txn.open_table(OUTBOX)?;
     txn.open_table(OUTBOX_DUE)?;
     txn.open_table(GUEST_KV)?;

@@ -202,6 +202,11 @@ fn spawn_retention(
                     Ok(n) => tracing::info!(chunks = n, "retention: old chunks deleted"),
                     Err(e) => tracing::error!(error = %e, "metric retention failed"),
                 }
+                match store.enforce_alert_history_retention(now_ms().saturating_sub(metrics_ms)) {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(events = n, "retention: old alert history deleted"),
+                    Err(e) => tracing::error!(error = %e, "alert history retention failed"),
+                }
                 match store.enforce_hourly_retention(now_ms().saturating_sub(hourly_ms)) {
                     Ok(0) => {}
                     Ok(n) => tracing::info!(rows = n, "retention: old hourly rollups deleted"),
