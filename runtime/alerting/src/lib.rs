@@ -18,5 +18,5 @@ pub use lifecycle::{Condition, Event, EventKind, Outcome, RULE_KEY, Timing};
 pub use router::{Router, TickReport, deliver_log_channel};
 pub use routing::RoutingConfig;
 pub use rule::{Evaluation, InputSeries, Rule, SHOWN_INPUT};
-pub use scheduler::{Board, spawn};
+pub use scheduler::{Board, Command, Control, spawn};
 pub use scoring::{ScoreRound, ScoreSummary, Scorer};

@@ -120,6 +120,11 @@ impl Router {
         })
     }
 
+    /// Set the `[rule.labels]` of `rule` (a new version was deployed).
+    pub fn set_rule_labels(&mut self, rule: &str, labels: Vec<(String, String)>) {
+        self.rule_labels.insert(rule.to_string(), labels);
+    }
+
     fn candidates<'a>(&self, records: &'a [AlertRecord]) -> Vec<Candidate<'a>> {
         let mut out = Vec::new();
         for r in records {

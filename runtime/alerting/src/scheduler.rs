@@ -3,13 +3,14 @@
 //! second, records `alerts_firing{severity}` every 15 s, and keeps the newest evaluation
 //! of each rule and scorer on a board the API reads.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use tocsin_engine::GuestStats;
+use tocsin_engine::{GuestKind, GuestStats};
+use tocsin_policy::LoadedPolicy;
 use tocsin_store::{Sample, Store};
 
 use crate::router::{Router, deliver_log_channel};
@@ -21,6 +22,7 @@ use crate::scoring::{ScoreRound, Scorer};
 pub struct Board {
     rules: RwLock<BTreeMap<String, (Option<Evaluation>, GuestStats)>>,
     scorers: RwLock<BTreeMap<String, (Option<ScoreRound>, GuestStats)>>,
+    quarantined: RwLock<BTreeSet<String>>,
 }
 
 fn set<T>(
@@ -64,7 +66,48 @@ impl Board {
     pub fn scores(&self) -> Vec<(String, Option<ScoreRound>, GuestStats)> {
         snapshot(&self.scorers)
     }
+
+    /// Whether `name` is quarantined.
+    pub fn is_quarantined(&self, name: &str) -> bool {
+        self.quarantined
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains(name)
+    }
+
+    fn quarantine(&self, name: &str, on: bool) {
+        let mut q = self.quarantined.write().unwrap_or_else(|e| e.into_inner());
+        if on {
+            q.insert(name.to_string());
+        } else {
+            q.remove(name);
+        }
+    }
+
+    fn forget(&self, name: &str) {
+        self.rules
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(name);
+        self.scorers
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(name);
+        self.quarantine(name, false);
+    }
 }
+
+/// A change to the running set, applied between two evaluations.
+#[derive(Debug)]
+pub enum Command {
+    /// Start running this policy, replacing the running version of the same name.
+    Upsert(Box<LoadedPolicy>),
+    /// Stop running the policy of this name.
+    Remove(String),
+}
+
+/// The handle that changes what the scheduler runs.
+pub type Control = std::sync::mpsc::Sender<Command>;
 
 fn now_ms() -> i64 {
     std::time::SystemTime::now()
@@ -82,7 +125,37 @@ enum Job {
     Scorer(Box<Scorer>),
 }
 
+/// A job with its schedule and failure policy.
+struct Slot {
+    job: Job,
+    due: i64,
+    quarantine_after: u64,
+    quarantined: bool,
+}
+
 impl Job {
+    fn from_policy(p: &LoadedPolicy) -> Option<Job> {
+        match p.manifest.kind {
+            GuestKind::AlertRule => Some(Job::Rule(Box::new(Rule::from_policy(p)))),
+            GuestKind::Scorer => Some(Job::Scorer(Box::new(Scorer::from_policy(p)))),
+            _ => None,
+        }
+    }
+
+    fn name(&self) -> &str {
+        match self {
+            Job::Rule(r) => r.name(),
+            Job::Scorer(s) => s.name(),
+        }
+    }
+
+    fn stats(&self) -> GuestStats {
+        match self {
+            Job::Rule(r) => r.stats(),
+            Job::Scorer(s) => s.stats(),
+        }
+    }
+
     fn interval_ms(&self) -> i64 {
         match self {
             Job::Rule(r) => r.interval_ms(),
@@ -104,30 +177,20 @@ impl Job {
     }
 }
 
-/// Start evaluating `rules` and `scorers` until `stop` is set; `router` turns alerts into
-/// notifications (ticked every second) and the `log` channel is delivered here.
+/// Start the scheduler thread; it runs what the returned [`Control`] tells it to until
+/// `stop` is set. `router` turns alerts into notifications (ticked every second) and the
+/// `log` channel is delivered here.
 pub fn spawn(
-    rules: Vec<Rule>,
-    scorers: Vec<Scorer>,
     router: Router,
     store: Arc<Store>,
     board: Arc<Board>,
     stop: Arc<AtomicBool>,
-) -> std::io::Result<JoinHandle<()>> {
-    for r in &rules {
-        set(&board.rules, r.name(), None, r.stats());
-    }
-    for s in &scorers {
-        set(&board.scorers, s.name(), None, s.stats());
-    }
-    let jobs: Vec<Job> = rules
-        .into_iter()
-        .map(|r| Job::Rule(Box::new(r)))
-        .chain(scorers.into_iter().map(|s| Job::Scorer(Box::new(s))))
-        .collect();
-    std::thread::Builder::new()
+) -> std::io::Result<(JoinHandle<()>, Control)> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let handle = std::thread::Builder::new()
         .name("alert-rules".into())
-        .spawn(move || run(jobs, &router, &store, &board, &stop))
+        .spawn(move || run(rx, router, &store, &board, &stop))?;
+    Ok((handle, tx))
 }
 
 /// Once a second: route and deliver to the log; every 15 s also record firing counts.
@@ -169,36 +232,107 @@ impl Housekeeping {
     }
 }
 
-fn run(mut jobs: Vec<Job>, router: &Router, store: &Store, board: &Board, stop: &AtomicBool) {
-    let start = now_ms();
+/// Apply a command between evaluations.
+fn apply(cmd: Command, slots: &mut Vec<Slot>, router: &mut Router, board: &Board, first_run: i64) {
+    match cmd {
+        Command::Upsert(policy) => {
+            let Some(job) = Job::from_policy(&policy) else {
+                return;
+            };
+            let name = policy.name.clone();
+            router.set_rule_labels(
+                &name,
+                policy
+                    .manifest
+                    .rule
+                    .labels
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect(),
+            );
+            let slot = Slot {
+                due: now_ms().max(first_run),
+                quarantine_after: u64::from(policy.manifest.failure.quarantine_after),
+                quarantined: false,
+                job,
+            };
+            match &slot.job {
+                Job::Rule(r) => set(&board.rules, &name, None, r.stats()),
+                Job::Scorer(s) => set(&board.scorers, &name, None, s.stats()),
+            }
+            board.quarantine(&name, false);
+            match slots.iter_mut().find(|s| s.job.name() == name) {
+                // The new version keeps the old one's place in the schedule.
+                Some(old) => {
+                    *old = Slot {
+                        due: old.due,
+                        ..slot
+                    }
+                }
+                None => slots.push(slot),
+            }
+            tracing::info!(policy = %name, "now running this version");
+        }
+        Command::Remove(name) => {
+            slots.retain(|s| s.job.name() != name);
+            board.forget(&name);
+            tracing::info!(policy = %name, "stopped");
+        }
+    }
+}
+
+fn run(
+    rx: std::sync::mpsc::Receiver<Command>,
+    mut router: Router,
+    store: &Store,
+    board: &Board,
+    stop: &AtomicBool,
+) {
+    // First runs after the collectors' first round.
+    let first_run = now_ms() + FIRST_RUN_MS;
     let mut house = Housekeeping {
         routed: 0,
         counted: 0,
     };
-    // First runs after the collectors' first round, spread over a second so a large set
-    // does not start in one burst.
-    let n = jobs.len().max(1) as i64;
-    let mut due: Vec<i64> = (0..jobs.len() as i64)
-        .map(|i| start + FIRST_RUN_MS + i * 1000 / n)
-        .collect();
+    let mut slots: Vec<Slot> = Vec::new();
     while !stop.load(Ordering::Relaxed) {
-        house.tick(router, store);
-        let Some((i, &next)) = due.iter().enumerate().min_by_key(|(_, t)| **t) else {
-            std::thread::sleep(Duration::from_millis(200));
+        while let Ok(cmd) = rx.try_recv() {
+            apply(cmd, &mut slots, &mut router, board, first_run);
+        }
+        house.tick(&router, store);
+        let Some(i) = (0..slots.len())
+            .filter(|&i| !slots[i].quarantined)
+            .min_by_key(|&i| slots[i].due)
+        else {
+            std::thread::sleep(Duration::from_millis(100));
             continue;
         };
         let now = now_ms();
+        let next = slots[i].due;
         if next > now {
-            std::thread::sleep(Duration::from_millis((next - now).min(200) as u64));
+            std::thread::sleep(Duration::from_millis((next - now).min(100) as u64));
             continue;
         }
-        jobs[i].run(store, board, now);
+        let slot = &mut slots[i];
+        slot.job.run(store, board, now);
+        let stats = slot.job.stats();
+        if slot.quarantine_after > 0 && stats.consecutive_faults >= slot.quarantine_after {
+            slot.quarantined = true;
+            board.quarantine(slot.job.name(), true);
+            tracing::error!(
+                policy = %slot.job.name(),
+                faults = stats.consecutive_faults,
+                last_error = ?stats.last_error,
+                "quarantined: faulted {} times in a row; deploy a fixed version to lift it",
+                stats.consecutive_faults
+            );
+        }
         // The next slot after now: a slow round skips slots instead of bunching.
-        let interval = jobs[i].interval_ms();
+        let interval = slot.job.interval_ms();
         let mut at = next + interval;
         if at <= now {
             at += ((now - at) / interval + 1) * interval;
         }
-        due[i] = at;
+        slot.due = at;
     }
 }

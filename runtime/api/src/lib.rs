@@ -5,9 +5,10 @@
 mod alerts;
 mod error;
 mod metrics;
+mod policies;
 mod routes;
 mod state;
 
 pub use error::AppError;
 pub use routes::app;
-pub use state::{AppState, Round};
+pub use state::{AppState, PolicyAdmin, Round};

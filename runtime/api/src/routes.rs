@@ -34,6 +34,11 @@ pub fn app(state: AppState) -> Router {
         )
         .route("/api/notifications", get(crate::alerts::notifications))
         .route("/api/health", get(crate::alerts::health))
+        .route("/api/policies", get(crate::policies::list))
+        .route(
+            "/api/policies/{name}/rollback",
+            axum::routing::post(crate::policies::rollback),
+        )
         .fallback(|| async { AppError::not_found("no such route") })
         .with_state(state)
 }

@@ -18,6 +18,13 @@ pub struct Round {
     pub samples: Vec<Sample>,
 }
 
+/// Changes to the running policy set that the API may ask for (implemented by the binary,
+/// which owns the reloader).
+pub trait PolicyAdmin: Send + Sync + std::fmt::Debug {
+    /// Return `name` to its previous version; answers the version now running.
+    fn rollback(&self, name: &str, actor: &str) -> Result<tocsin_store::PolicyVersion, String>;
+}
+
 /// What handlers read. Cheap to clone.
 #[derive(Clone, Debug)]
 pub struct AppState {
@@ -32,6 +39,7 @@ struct Inner {
     latest: RwLock<BTreeMap<String, Round>>,
     store: Option<Arc<Store>>,
     board: Arc<Board>,
+    admin: RwLock<Option<Arc<dyn PolicyAdmin>>>,
 }
 
 impl Default for AppState {
@@ -60,6 +68,7 @@ impl AppState {
                 latest: RwLock::new(BTreeMap::new()),
                 store,
                 board: Board::new(),
+                admin: RwLock::new(None),
             }),
         }
     }
@@ -67,6 +76,20 @@ impl AppState {
     /// The series store, when there is one.
     pub fn store(&self) -> Option<&Store> {
         self.inner.store.as_deref()
+    }
+
+    /// Give the API a way to change the running policy set.
+    pub fn set_admin(&self, admin: Arc<dyn PolicyAdmin>) {
+        *self.inner.admin.write().unwrap_or_else(|e| e.into_inner()) = Some(admin);
+    }
+
+    /// The policy admin, when the process has one.
+    pub fn admin(&self) -> Option<Arc<dyn PolicyAdmin>> {
+        self.inner
+            .admin
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// The alert rules' newest evaluations.

@@ -7,5 +7,5 @@
 mod manifest;
 mod set;
 
-pub use manifest::{InputSection, Manifest, ManifestError, NoData, RuleSection};
-pub use set::{LoadedPolicy, PolicyError, load_dir, load_one};
+pub use manifest::{FailureSection, InputSection, Manifest, ManifestError, NoData, RuleSection};
+pub use set::{LoadedPolicy, PolicyError, PolicyFiles, load_dir, load_files, load_one, read_files};

@@ -39,6 +39,27 @@ pub struct Manifest {
     /// How an `alert-rule`'s alerts live.
     #[serde(default)]
     pub rule: RuleSection,
+    /// What repeated faults do.
+    #[serde(default)]
+    pub failure: FailureSection,
+}
+
+/// The `[failure]` table: the failure policy.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FailureSection {
+    /// Quarantine the guest (stop calling it) after this many faults in a row — traps,
+    /// deadlines, memory or output caps; its own error values do not count. 0: never.
+    /// A new version of the policy lifts the quarantine.
+    pub quarantine_after: u32,
+}
+
+impl Default for FailureSection {
+    fn default() -> Self {
+        FailureSection {
+            quarantine_after: 5,
+        }
+    }
 }
 
 fn default_interval() -> Duration {

@@ -64,19 +64,52 @@ pub enum PolicyError {
     },
 }
 
-/// Load one manifest and its guest.
-pub fn load_one(engine: &Engine, path: &Path) -> Result<LoadedPolicy, PolicyError> {
-    let manifest = Manifest::read(path)?;
+/// A policy's files as read: the manifest text and the component bytes.
+#[derive(Debug, Clone)]
+pub struct PolicyFiles {
+    /// Name: the manifest's file stem.
+    pub name: String,
+    /// The manifest file.
+    pub path: PathBuf,
+    /// Its text.
+    pub text: String,
+    /// The component's bytes.
+    pub component: Vec<u8>,
+}
+
+/// Read a manifest and the component it names.
+pub fn read_files(path: &Path) -> Result<PolicyFiles, PolicyError> {
     let shown = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|source| ManifestError::Read {
+        path: shown.clone(),
+        source,
+    })?;
+    let manifest = Manifest::parse(&text, path)?;
     let base = path.parent().unwrap_or(Path::new("."));
     let component = base.join(&manifest.component);
     let bytes = std::fs::read(&component).map_err(|source| PolicyError::Component {
-        manifest: shown.clone(),
+        manifest: shown,
         component: component.display().to_string(),
         source,
     })?;
+    Ok(PolicyFiles {
+        name: path
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default(),
+        path: path.to_path_buf(),
+        text,
+        component: bytes,
+    })
+}
+
+/// Load a policy from its files: parse, check the pinned hash, compile (cached), check
+/// the imports against the grants.
+pub fn load_files(engine: &Engine, files: &PolicyFiles) -> Result<LoadedPolicy, PolicyError> {
+    let shown = files.path.display().to_string();
+    let manifest = Manifest::parse(&files.text, &files.path)?;
     if let Some(expected) = &manifest.sha256 {
-        let actual = tocsin_engine::sha256_hex(&bytes);
+        let actual = tocsin_engine::sha256_hex(&files.component);
         if !actual.eq_ignore_ascii_case(expected) {
             return Err(PolicyError::HashMismatch {
                 manifest: shown,
@@ -85,10 +118,6 @@ pub fn load_one(engine: &Engine, path: &Path) -> Result<LoadedPolicy, PolicyErro
             });
         }
     }
-    let name = path
-        .file_stem()
-        .map(|s| s.to_string_lossy().into_owned())
-        .unwrap_or_default();
     let grants = manifest
         .grants()
         .map_err(|message| ManifestError::Invalid {
@@ -97,17 +126,28 @@ pub fn load_one(engine: &Engine, path: &Path) -> Result<LoadedPolicy, PolicyErro
             message,
         })?;
     let guest = engine
-        .load(&name, &bytes, manifest.kind, grants, manifest.budgets)
+        .load(
+            &files.name,
+            &files.component,
+            manifest.kind,
+            grants,
+            manifest.budgets,
+        )
         .map_err(|source| PolicyError::Load {
             manifest: shown,
             source,
         })?;
     Ok(LoadedPolicy {
-        name,
-        path: path.to_path_buf(),
+        name: files.name.clone(),
+        path: files.path.clone(),
         manifest,
         guest,
     })
+}
+
+/// Load one manifest and its guest.
+pub fn load_one(engine: &Engine, path: &Path) -> Result<LoadedPolicy, PolicyError> {
+    load_files(engine, &read_files(path)?)
 }
 
 /// Load every `*.toml` in `dir`, in name order. Returns the loaded policies and the

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::StoreError;
 use crate::records::{from_json, to_json};
 use crate::store::Store;
-use crate::tables::{POLICY_CURRENT, POLICY_VERSIONS};
+use crate::tables::{COMPONENTS, POLICY_CURRENT, POLICY_VERSIONS};
 
 /// One deployed version of a policy.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -29,19 +29,26 @@ pub struct PolicyVersion {
 }
 
 impl Store {
-    /// Record a deployment and make it current. Deploying what already runs (same hash and
-    /// manifest) records nothing and returns the running version.
+    /// Record a deployment (with its component's bytes, kept once per hash) and make it
+    /// current. Deploying what already runs (same hash and manifest) records nothing and
+    /// returns the running version.
+    #[allow(clippy::too_many_arguments)]
     pub fn record_policy_version(
         &self,
         policy: &str,
         sha256: &str,
         manifest: &str,
+        component: &[u8],
         grants: &[String],
         deployed_ms: i64,
         actor: &str,
     ) -> Result<PolicyVersion, StoreError> {
         let txn = self.durable_write()?;
         let recorded = {
+            let mut components = txn.open_table(COMPONENTS)?;
+            if components.get(sha256)?.is_none() {
+                components.insert(sha256, component)?;
+            }
             let mut versions = txn.open_table(POLICY_VERSIONS)?;
             let mut current = txn.open_table(POLICY_CURRENT)?;
             let running = current.get(policy)?.map(|v| v.value());
@@ -105,6 +112,13 @@ impl Store {
                 message: format!("{policy} current version {n} missing"),
             }),
         }
+    }
+
+    /// The bytes of a recorded component.
+    pub fn component(&self, sha256: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        let read = self.db().begin_read()?;
+        let table = read.open_table(COMPONENTS)?;
+        Ok(table.get(sha256)?.map(|v| v.value().to_vec()))
     }
 
     /// Make an earlier (or any recorded) version current again; returns it.

@@ -44,6 +44,8 @@ pub const AUDIT: TableDefinition<(i64, u64), &[u8]> = TableDefinition::new("audi
 /// Policy versions: (policy, version) → JSON [`crate::PolicyVersion`].
 pub const POLICY_VERSIONS: TableDefinition<(&str, u64), &[u8]> =
     TableDefinition::new("policy_versions");
+/// Component bytes by sha256, for every recorded policy version (what rollback loads).
+pub const COMPONENTS: TableDefinition<&str, &[u8]> = TableDefinition::new("components");
 /// The version of each policy that runs now.
 pub const POLICY_CURRENT: TableDefinition<&str, u64> = TableDefinition::new("policy_current");
 
@@ -66,6 +68,7 @@ pub(crate) fn create_record_tables(txn: &redb::WriteTransaction) -> Result<(), c
     txn.open_table(AUDIT)?;
     txn.open_table(POLICY_VERSIONS)?;
     txn.open_table(POLICY_CURRENT)?;
+    txn.open_table(COMPONENTS)?;
     txn.open_table(SILENCES)?;
     txn.open_table(ROUTE_GROUPS)?;
     Ok(())

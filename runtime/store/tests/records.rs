@@ -276,10 +276,10 @@ fn policy_versions_number_deploys_and_roll_back() {
         let store = Store::open(&path).expect("open");
         let grants = vec!["metrics".to_string()];
         let v1 = store
-            .record_policy_version("cpu-high", "aa", "kind = 1", &grants, 1, "admin")
+            .record_policy_version("cpu-high", "aa", "kind = 1", b"wasm", &grants, 1, "admin")
             .expect("v1");
         let same = store
-            .record_policy_version("cpu-high", "aa", "kind = 1", &grants, 2, "admin")
+            .record_policy_version("cpu-high", "aa", "kind = 1", b"wasm", &grants, 2, "admin")
             .expect("same");
         assert_eq!(
             (v1.version, same.version),
@@ -287,11 +287,11 @@ fn policy_versions_number_deploys_and_roll_back() {
             "an unchanged deploy is no new version"
         );
         let v2 = store
-            .record_policy_version("cpu-high", "bb", "kind = 2", &grants, 3, "admin")
+            .record_policy_version("cpu-high", "bb", "kind = 2", b"wasm", &grants, 3, "admin")
             .expect("v2");
         assert_eq!(v2.version, 2);
         store
-            .record_policy_version("cpu-high-2", "cc", "x", &[], 4, "admin")
+            .record_policy_version("cpu-high-2", "cc", "x", b"wasm", &[], 4, "admin")
             .expect("other");
     }
     let store = reopen(&path);
@@ -325,7 +325,12 @@ fn policy_versions_number_deploys_and_roll_back() {
     ));
     // Deploying again after a rollback makes version 3, not a second version 2.
     let v3 = store
-        .record_policy_version("cpu-high", "dd", "kind = 3", &[], 5, "admin")
+        .record_policy_version("cpu-high", "dd", "kind = 3", b"wasm", &[], 5, "admin")
         .expect("v3");
     assert_eq!(v3.version, 3);
+    assert_eq!(
+        store.component("aa").expect("bytes"),
+        Some(b"wasm".to_vec())
+    );
+    assert_eq!(store.component("zz").expect("bytes"), None);
 }

@@ -41,8 +41,16 @@ pub struct HttpConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct PoliciesConfig {
-    /// Directory of policy manifests (`*.toml`), relative to the working directory.
+    /// Directory of policy manifests (`*.toml`), relative to the working directory. It is
+    /// watched: a changed, added or removed manifest (or a rebuilt component, seen within
+    /// `rescan`) is deployed live.
     pub dir: PathBuf,
+    /// Rescan the directory this often even without a file event.
+    #[serde(with = "humantime_serde")]
+    pub rescan: std::time::Duration,
+    /// Deploy versions that ask for more grants than the running one. Off: such a version
+    /// is refused, with the added grants named, and the running one stays.
+    pub allow_new_grants: bool,
 }
 
 /// Engine settings.
@@ -119,6 +127,8 @@ impl Default for PoliciesConfig {
     fn default() -> Self {
         PoliciesConfig {
             dir: PathBuf::from("policies"),
+            rescan: std::time::Duration::from_secs(5),
+            allow_new_grants: false,
         }
     }
 }

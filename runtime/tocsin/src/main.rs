@@ -1,7 +1,9 @@
 //! The `tocsin` binary: command-line parsing and dispatch. Wiring lives in `run.rs`,
 //! configuration in `config.rs`.
 
+mod collector;
 mod config;
+mod reload;
 mod run;
 
 use std::net::SocketAddr;

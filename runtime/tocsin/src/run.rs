@@ -1,22 +1,20 @@
-//! `tocsin run`: build the engine, load the policy set, start the collectors and the alert
-//! rules on their intervals, serve HTTP until interrupted.
+//! `tocsin run`: open the store, build the engine, start the scheduler, deploy the policy
+//! set and keep watching it, enforce retention, serve HTTP until interrupted.
 
-use std::collections::HashSet;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context as _;
-use tocsin_alerting::{Router, Rule, Scorer};
-use tocsin_api::{AppState, Round};
-use tocsin_engine::types::Context;
-use tocsin_engine::{Engine, EngineConfig, GuestKind, Providers};
-use tocsin_policy::LoadedPolicy;
-use tocsin_store::{Sample, Store};
+use tocsin_alerting::Router;
+use tocsin_api::AppState;
+use tocsin_engine::{Engine, EngineConfig, Providers};
+use tocsin_store::Store;
 
 use crate::config::{Config, RetentionConfig};
+use crate::reload::{Admin, Reloader, spawn_watcher};
 
-fn now_ms() -> i64 {
+pub(crate) fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
@@ -44,40 +42,38 @@ pub fn run(config: Config) -> anyhow::Result<()> {
     )?;
 
     let state = AppState::with_store(store.clone());
-    let policies = load_policies(&engine, &config, &state);
     let stop = Arc::new(AtomicBool::new(false));
-    let mut rules = Vec::new();
-    let mut scorers = Vec::new();
-    for policy in policies {
-        match policy.manifest.kind {
-            GuestKind::Collector => {
-                spawn_collector(policy, state.clone(), store.clone(), stop.clone())?
-            }
-            GuestKind::AlertRule => rules.push(Rule::from_policy(&policy)),
-            GuestKind::Scorer => scorers.push(Scorer::from_policy(&policy)),
-            _ => {}
-        }
-    }
-    tracing::info!(
-        rules = rules.len(),
-        scorers = scorers.len(),
-        "rules and scorers scheduled"
-    );
-    let rule_labels = rules
-        .iter()
-        .map(|r| (r.name().to_string(), r.labels().to_vec()))
-        .collect();
-    let router = Router::new(config.routing.clone(), rule_labels)
+    let router = Router::new(config.routing.clone(), Default::default())
         .map_err(|e| anyhow::anyhow!("routing configuration: {e}"))?;
-    tocsin_alerting::spawn(
-        rules,
-        scorers,
-        router,
+    let (_, control) =
+        tocsin_alerting::spawn(router, store.clone(), state.board().clone(), stop.clone())
+            .context("starting the alert rule thread")?;
+    // Start-up deploys the policy set through the same path as every later change.
+    let mut reloader = Reloader::new(
+        &config.policies.dir,
+        engine,
         store.clone(),
-        state.board().clone(),
+        state.clone(),
+        control,
         stop.clone(),
-    )
-    .context("starting the alert rule thread")?;
+        config.policies.allow_new_grants,
+    );
+    let report = reloader.reconcile("startup");
+    tracing::info!(
+        deployed = report.deployed.len(),
+        refused = report.refused.len(),
+        "policy set loaded"
+    );
+    let reloader = Arc::new(Mutex::new(reloader));
+    state.set_admin(Arc::new(Admin(reloader.clone())));
+    if let Err(e) = spawn_watcher(
+        reloader.clone(),
+        &config.policies.dir,
+        config.policies.rescan,
+        stop.clone(),
+    ) {
+        tracing::error!(error = %e, dir = %config.policies.dir.display(), "policy directory not watched; changes need a restart");
+    }
 
     spawn_retention(store.clone(), config.retention.clone(), stop.clone())?;
 
@@ -89,99 +85,6 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         tracing::warn!(error = %e, "flushing the store at shutdown");
     }
     result
-}
-
-fn load_policies(engine: &Engine, config: &Config, state: &AppState) -> Vec<LoadedPolicy> {
-    let dir = &config.policies.dir;
-    let (loaded, errors) = match tocsin_policy::load_dir(engine, dir) {
-        Ok(result) => result,
-        Err(e) => {
-            tracing::warn!(error = %e, "no policies loaded");
-            (Vec::new(), vec![e])
-        }
-    };
-    for e in &errors {
-        tracing::error!(error = %e, "policy not loaded");
-    }
-    for p in &loaded {
-        tracing::info!(policy = %p.name, kind = %p.manifest.kind, sha256 = %p.guest.sha256(), "policy loaded");
-    }
-    state.set_guests(
-        loaded.iter().map(|p| p.guest.clone()).collect(),
-        errors.iter().map(ToString::to_string).collect(),
-    );
-    loaded
-}
-
-fn spawn_collector(
-    policy: LoadedPolicy,
-    state: AppState,
-    store: Arc<Store>,
-    stop: Arc<AtomicBool>,
-) -> anyhow::Result<()> {
-    let name = policy.name.clone();
-    std::thread::Builder::new()
-        .name(format!("collector-{name}"))
-        .spawn(move || {
-            let mut instance = policy.guest.instance();
-            let params = policy.manifest.params_list();
-            let mut reported: HashSet<SeriesId> = HashSet::new();
-            while !stop.load(Ordering::Relaxed) {
-                let ctx = Context { now_ms: now_ms(), params: params.clone() };
-                match instance.collect(&ctx) {
-                    Ok(samples) => {
-                        tracing::debug!(collector = %policy.name, samples = samples.len(), "collected");
-                        let mut batch: Vec<Sample> = samples
-                            .iter()
-                            .map(|s| Sample {
-                                name: s.name.clone(),
-                                labels: s.labels.clone(),
-                                ts_ms: s.ts_ms,
-                                value: s.value,
-                            })
-                            .collect();
-                        let now: HashSet<SeriesId> =
-                            batch.iter().map(|s| (s.name.clone(), s.labels.clone())).collect();
-                        batch.extend(stale_markers(&reported, &now, ctx.now_ms));
-                        reported = now;
-                        match store.ingest(&batch) {
-                            Ok(report) => {
-                                for (i, e) in &report.rejected {
-                                    tracing::warn!(collector = %policy.name, sample = i, error = %e, "sample rejected");
-                                }
-                            }
-                            Err(e) => tracing::error!(collector = %policy.name, error = %e, "storing samples failed"),
-                        }
-                        state.set_latest(&policy.name, Round { at_ms: ctx.now_ms, samples });
-                    }
-                    Err(e) => {
-                        tracing::warn!(collector = %policy.name, error = %e, "collect failed");
-                        // Like a failed scrape: what it reported is no longer known.
-                        let markers = stale_markers(&reported, &HashSet::new(), ctx.now_ms);
-                        if let Err(e) = store.ingest(&markers) {
-                            tracing::error!(collector = %policy.name, error = %e, "storing stale markers failed");
-                        }
-                        reported.clear();
-                    }
-                }
-                std::thread::sleep(policy.manifest.interval);
-            }
-        })
-        .with_context(|| format!("starting collector {name}"))?;
-    Ok(())
-}
-
-/// A series as a collector reports it: name and labels.
-type SeriesId = (String, Vec<(String, String)>);
-
-/// Stale markers at `at_ms` for the series reported last round and missing from this one,
-/// so queries stop showing their last value (a stopped process, an unplugged disk).
-fn stale_markers(before: &HashSet<SeriesId>, now: &HashSet<SeriesId>, at_ms: i64) -> Vec<Sample> {
-    let mut gone: Vec<&SeriesId> = before.difference(now).collect();
-    gone.sort();
-    gone.into_iter()
-        .map(|(name, labels)| Sample::stale(name, labels, at_ms))
-        .collect()
 }
 
 /// Enforce retention at start and every ten minutes.
@@ -265,22 +168,4 @@ async fn shutdown_signal() {
     }
     #[cfg(not(unix))]
     let _ = ctrl_c.await;
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn series_that_stop_reporting_get_a_stale_marker() {
-        let id = |n: &str| (n.to_string(), vec![("host".to_string(), "a".to_string())]);
-        let before: HashSet<SeriesId> = [id("cpu"), id("disk_free")].into();
-        let now: HashSet<SeriesId> = [id("cpu")].into();
-        let markers = stale_markers(&before, &now, 42);
-        assert_eq!(markers.len(), 1);
-        assert_eq!(markers[0].name, "disk_free");
-        assert_eq!(markers[0].ts_ms, 42);
-        assert!(tocsin_store::is_stale(markers[0].value));
-        assert!(stale_markers(&now, &before, 42).is_empty());
-    }
 }

@@ -2,86 +2,12 @@
 //! serves /healthz, loads every default guest, collects real host metrics, and reports a
 //! broken policy without losing the others.
 
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+mod common;
 
+use std::process::Command;
+
+use common::*;
 use serde_json::Value;
-
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
-}
-
-/// GET `path` over plain HTTP/1.1: status and body; `None` while the server is not up.
-fn get_text(port: u16, path: &str) -> Option<(u16, String)> {
-    let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
-    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
-    )
-    .ok()?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response).ok()?;
-    let (head, body) = response.split_once("\r\n\r\n")?;
-    let status = head.split_whitespace().nth(1)?.parse().ok()?;
-    Some((status, body.to_string()))
-}
-
-/// GET `path` and parse the body as JSON.
-fn get(port: u16, path: &str) -> Option<(u16, Value)> {
-    let (status, body) = get_text(port, path)?;
-    Some((status, serde_json::from_str(&body).ok()?))
-}
-
-struct Tocsin(Child);
-
-impl Drop for Tocsin {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn start(policies: &Path, data: &Path, port: u16) -> Tocsin {
-    start_with(policies, data, port, &[])
-}
-
-fn start_with(policies: &Path, data: &Path, port: u16, env: &[(&str, &str)]) -> Tocsin {
-    let child = Command::new(env!("CARGO_BIN_EXE_tocsin"))
-        .envs(env.iter().copied())
-        .args(["run", "--listen", &format!("127.0.0.1:{port}")])
-        .arg("--policies")
-        .arg(policies)
-        .arg("--data-dir")
-        .arg(data)
-        .env_remove("TOCSIN_CONFIG")
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("spawn tocsin");
-    Tocsin(child)
-}
-
-fn wait_for<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
 
 #[test]
 fn default_policies_load_and_collect() {

@@ -1,0 +1,402 @@
+//! Hot reload: the policy directory is the desired set. One path serves the start, the file
+//! watcher and rollback: read → parse → verify the pinned hash → compile (cached) → check
+//! imports against grants → refuse new grants unless allowed → record the version (with
+//! its component) in the store → swap at an evaluation boundary (the scheduler applies the
+//! new version between two evaluations; a collector's thread finishes its round first).
+//! Only policies whose manifest or component changed are touched. Any failure leaves the
+//! running version in place and is shown in `/api/guests` errors, the log and the audit log.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tocsin_alerting::{Command, Control};
+use tocsin_api::AppState;
+use tocsin_engine::{Engine, Guest, GuestKind, sha256_hex};
+use tocsin_policy::{PolicyFiles, load_files, read_files};
+use tocsin_store::{AuditEntry, PolicyVersion, Store};
+
+use crate::run::now_ms;
+
+/// A running policy version.
+struct Running {
+    fingerprint: String,
+    guest: Guest,
+    grants: BTreeSet<String>,
+    /// Set to retire a collector thread.
+    retired: Option<Arc<AtomicBool>>,
+}
+
+/// What a reconcile did.
+#[derive(Debug, Default, PartialEq)]
+pub struct Report {
+    /// Policies (re)deployed.
+    pub deployed: Vec<String>,
+    /// Policies stopped because their manifest is gone.
+    pub removed: Vec<String>,
+    /// Policies refused, with why (their previous version, if any, keeps running).
+    pub refused: Vec<(String, String)>,
+}
+
+/// The running policy set and the way to change it.
+pub struct Reloader {
+    dir: PathBuf,
+    engine: Engine,
+    store: Arc<Store>,
+    state: AppState,
+    control: Control,
+    stop: Arc<AtomicBool>,
+    allow_new_grants: bool,
+    running: BTreeMap<String, Running>,
+    /// Refused versions by fingerprint, so a broken file is not recompiled every scan.
+    refused: BTreeMap<String, (String, String)>,
+}
+
+fn fingerprint(files: &PolicyFiles) -> String {
+    format!(
+        "{}:{}",
+        sha256_hex(files.text.as_bytes()),
+        sha256_hex(&files.component)
+    )
+}
+
+impl Reloader {
+    /// A reloader over `dir`, nothing running yet.
+    pub fn new(
+        dir: &Path,
+        engine: Engine,
+        store: Arc<Store>,
+        state: AppState,
+        control: Control,
+        stop: Arc<AtomicBool>,
+        allow_new_grants: bool,
+    ) -> Reloader {
+        Reloader {
+            dir: dir.to_path_buf(),
+            engine,
+            store,
+            state,
+            control,
+            stop,
+            allow_new_grants,
+            running: BTreeMap::new(),
+            refused: BTreeMap::new(),
+        }
+    }
+
+    fn audit(&self, actor: &str, action: &str, target: &str, detail: String) {
+        let entry = AuditEntry {
+            ts_ms: now_ms(),
+            actor: actor.into(),
+            action: action.into(),
+            target: target.into(),
+            detail,
+        };
+        if let Err(e) = self.store.audit(&entry) {
+            tracing::error!(error = %e, "audit entry not written");
+        }
+    }
+
+    /// Bring the running set in line with the directory.
+    pub fn reconcile(&mut self, actor: &str) -> Report {
+        let mut report = Report::default();
+        let mut present = BTreeSet::new();
+        let mut paths: Vec<PathBuf> = match std::fs::read_dir(&self.dir) {
+            Ok(listing) => listing
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+                .collect(),
+            Err(e) => {
+                tracing::error!(dir = %self.dir.display(), error = %e, "policy directory unreadable; keeping what runs");
+                return report;
+            }
+        };
+        paths.sort();
+        for path in paths {
+            let name = path
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            present.insert(name.clone());
+            let files = match read_files(&path) {
+                Ok(f) => f,
+                Err(e) => {
+                    self.refuse(
+                        &name,
+                        "unreadable".into(),
+                        e.to_string(),
+                        actor,
+                        &mut report,
+                    );
+                    continue;
+                }
+            };
+            let fp = fingerprint(&files);
+            if self.running.get(&name).is_some_and(|r| r.fingerprint == fp) {
+                self.refused.remove(&name);
+                continue;
+            }
+            if self.refused.get(&name).is_some_and(|(f, _)| *f == fp) {
+                continue;
+            }
+            match self.deploy(files, &fp, actor) {
+                Ok(()) => {
+                    self.refused.remove(&name);
+                    report.deployed.push(name);
+                }
+                Err(e) => self.refuse(&name, fp, e, actor, &mut report),
+            }
+        }
+        let gone: Vec<String> = self
+            .running
+            .keys()
+            .filter(|n| !present.contains(*n))
+            .cloned()
+            .collect();
+        for name in gone {
+            self.retire(&name);
+            self.running.remove(&name);
+            self.refused.remove(&name);
+            self.audit(actor, "policy.remove", &name, "manifest removed".into());
+            report.removed.push(name);
+        }
+        self.refused.retain(|n, _| present.contains(n));
+        self.publish();
+        report
+    }
+
+    fn refuse(&mut self, name: &str, fp: String, error: String, actor: &str, report: &mut Report) {
+        let keeps = if self.running.contains_key(name) {
+            "; the previous version keeps running"
+        } else {
+            ""
+        };
+        tracing::error!(policy = %name, error = %error, "policy refused{keeps}");
+        self.audit(actor, "policy.refused", name, error.clone());
+        report.refused.push((name.to_string(), error.clone()));
+        self.refused
+            .insert(name.to_string(), (fp, format!("{error}{keeps}")));
+    }
+
+    /// Load, check and start one version; on error nothing changes.
+    fn deploy(&mut self, files: PolicyFiles, fp: &str, actor: &str) -> Result<(), String> {
+        let policy = load_files(&self.engine, &files).map_err(|e| e.to_string())?;
+        let grants: BTreeSet<String> = policy.manifest.grants.iter().cloned().collect();
+        let before: Option<BTreeSet<String>> = match self.running.get(&policy.name) {
+            Some(r) => Some(r.grants.clone()),
+            None => self
+                .store
+                .current_policy_version(&policy.name)
+                .map_err(|e| e.to_string())?
+                .map(|v| v.grants.into_iter().collect()),
+        };
+        if let Some(before) = before {
+            let added: Vec<&String> = grants.difference(&before).collect();
+            if !added.is_empty() && !self.allow_new_grants {
+                return Err(format!(
+                    "{}: this version asks for new grants {added:?} (running: {:?}); \
+                     confirm with `policies.allow_new_grants = true`",
+                    files.path.display(),
+                    before
+                ));
+            }
+        }
+        let sha = policy.guest.sha256().to_string();
+        let version = self
+            .store
+            .record_policy_version(
+                &policy.name,
+                &sha,
+                &files.text,
+                &files.component,
+                &grants.iter().cloned().collect::<Vec<_>>(),
+                now_ms(),
+                actor,
+            )
+            .map_err(|e| e.to_string())?;
+        // A rule or scorer is replaced in place by the scheduler (keeping its slot in the
+        // schedule); anything else is stopped first.
+        let in_place = matches!(
+            policy.manifest.kind,
+            GuestKind::AlertRule | GuestKind::Scorer
+        ) && self
+            .running
+            .get(&policy.name)
+            .is_some_and(|r| r.retired.is_none());
+        if !in_place {
+            self.retire(&policy.name);
+        }
+        let retired = match policy.manifest.kind {
+            GuestKind::Collector => {
+                let retired = Arc::new(AtomicBool::new(false));
+                crate::collector::spawn_collector(
+                    policy.clone(),
+                    self.state.clone(),
+                    self.store.clone(),
+                    self.stop.clone(),
+                    retired.clone(),
+                )
+                .map_err(|e| e.to_string())?;
+                Some(retired)
+            }
+            GuestKind::AlertRule | GuestKind::Scorer => {
+                self.control
+                    .send(Command::Upsert(Box::new(policy.clone())))
+                    .map_err(|_| "the scheduler has stopped".to_string())?;
+                None
+            }
+            // Templates and ingest guests are called on demand; loading them is enough.
+            _ => None,
+        };
+        self.audit(
+            actor,
+            "policy.deploy",
+            &policy.name,
+            format!("version {} sha256 {sha}", version.version),
+        );
+        tracing::info!(policy = %policy.name, version = version.version, sha256 = %sha, "policy deployed");
+        self.running.insert(
+            policy.name.clone(),
+            Running {
+                fingerprint: fp.to_string(),
+                guest: policy.guest,
+                grants,
+                retired,
+            },
+        );
+        Ok(())
+    }
+
+    /// Stop the running version of `name` (collector thread, or scheduler job).
+    fn retire(&self, name: &str) {
+        if let Some(r) = self.running.get(name) {
+            match &r.retired {
+                Some(flag) => flag.store(true, Ordering::Relaxed),
+                None => {
+                    let _ = self.control.send(Command::Remove(name.to_string()));
+                }
+            }
+        }
+    }
+
+    fn publish(&self) {
+        let guests = self.running.values().map(|r| r.guest.clone()).collect();
+        let errors = self
+            .refused
+            .iter()
+            .map(|(n, (_, e))| format!("{n}: {e}"))
+            .collect();
+        self.state.set_guests(guests, errors);
+    }
+
+    /// Return `name` to its previous recorded version (loaded from the store, so the
+    /// files may have changed since). The files on disk are not touched: the next change
+    /// to them deploys again.
+    pub fn rollback(&mut self, name: &str, actor: &str) -> Result<PolicyVersion, String> {
+        let versions = self
+            .store
+            .policy_versions(name)
+            .map_err(|e| e.to_string())?;
+        let current = self
+            .store
+            .current_policy_version(name)
+            .map_err(|e| e.to_string())?
+            .ok_or_else(|| format!("policy `{name}` has no recorded version"))?;
+        let previous = versions
+            .iter()
+            .rev()
+            .find(|v| v.version < current.version)
+            .ok_or_else(|| format!("policy `{name}` has no version before {}", current.version))?
+            .clone();
+        let component = self
+            .store
+            .component(&previous.sha256)
+            .map_err(|e| e.to_string())?
+            .ok_or_else(|| format!("component {} is not in the store", previous.sha256))?;
+        let files = PolicyFiles {
+            name: name.to_string(),
+            path: self.dir.join(format!("{name}.toml")),
+            text: previous.manifest.clone(),
+            component,
+        };
+        let fp = fingerprint(&files);
+        // Grants of an older version are not new: allow them for the rollback.
+        let allow = std::mem::replace(&mut self.allow_new_grants, true);
+        let result = self.deploy(files, &fp, actor);
+        self.allow_new_grants = allow;
+        result?;
+        let back = self
+            .store
+            .set_current_policy_version(name, previous.version)
+            .map_err(|e| e.to_string())?;
+        self.audit(
+            actor,
+            "policy.rollback",
+            name,
+            format!("to version {}", back.version),
+        );
+        self.publish();
+        Ok(back)
+    }
+}
+
+/// Watch the directory (and rescan every `rescan`, which also catches rebuilt components
+/// outside it) and reconcile on change, until `stop`.
+pub fn spawn_watcher(
+    reloader: Arc<Mutex<Reloader>>,
+    dir: &Path,
+    rescan: Duration,
+    stop: Arc<AtomicBool>,
+) -> anyhow::Result<()> {
+    use notify::Watcher as _;
+    let (tx, rx) = std::sync::mpsc::channel();
+    let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+        if event.is_ok() {
+            let _ = tx.send(());
+        }
+    })?;
+    watcher.watch(dir, notify::RecursiveMode::NonRecursive)?;
+    std::thread::Builder::new()
+        .name("policy-watcher".into())
+        .spawn(move || {
+            let _watcher = watcher;
+            while !stop.load(Ordering::Relaxed) {
+                match rx.recv_timeout(rescan) {
+                    Ok(()) => {
+                        // Let an editor finish writing: settle, then take everything queued.
+                        std::thread::sleep(Duration::from_millis(150));
+                        while rx.try_recv().is_ok() {}
+                    }
+                    Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+                    Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => return,
+                }
+                let mut r = reloader.lock().unwrap_or_else(|e| e.into_inner());
+                let report = r.reconcile("file-watcher");
+                if report != Report::default() {
+                    tracing::info!(?report, "policy set reconciled");
+                }
+            }
+        })?;
+    Ok(())
+}
+
+/// The reloader as the API's policy admin.
+#[derive(Clone)]
+pub struct Admin(pub Arc<Mutex<Reloader>>);
+
+impl std::fmt::Debug for Admin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Admin")
+    }
+}
+
+impl tocsin_api::PolicyAdmin for Admin {
+    fn rollback(&self, name: &str, actor: &str) -> Result<PolicyVersion, String> {
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .rollback(name, actor)
+    }
+}

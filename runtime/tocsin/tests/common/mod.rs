@@ -1,0 +1,113 @@
+//! Helpers of the end-to-end tests: start the real binary, talk HTTP to it.
+
+#![allow(dead_code)]
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+/// GET `path` over plain HTTP/1.1: status and body; `None` while the server is not up.
+pub fn get_text(port: u16, path: &str) -> Option<(u16, String)> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).ok()?;
+    let (head, body) = response.split_once("\r\n\r\n")?;
+    let status = head.split_whitespace().nth(1)?.parse().ok()?;
+    Some((status, body.to_string()))
+}
+
+/// GET `path` and parse the body as JSON.
+pub fn get(port: u16, path: &str) -> Option<(u16, Value)> {
+    let (status, body) = get_text(port, path)?;
+    Some((status, serde_json::from_str(&body).ok()?))
+}
+
+pub struct Tocsin(pub Child);
+
+impl Drop for Tocsin {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+pub fn start(policies: &Path, data: &Path, port: u16) -> Tocsin {
+    start_with(policies, data, port, &[])
+}
+
+pub fn start_with(policies: &Path, data: &Path, port: u16, env: &[(&str, &str)]) -> Tocsin {
+    let child = Command::new(env!("CARGO_BIN_EXE_tocsin"))
+        .envs(env.iter().copied())
+        .args(["run", "--listen", &format!("127.0.0.1:{port}")])
+        .arg("--policies")
+        .arg(policies)
+        .arg("--data-dir")
+        .arg(data)
+        .env_remove("TOCSIN_CONFIG")
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("spawn tocsin");
+    Tocsin(child)
+}
+
+pub fn wait_for<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Send `method path` with a JSON body: status and parsed body (null when not JSON).
+pub fn send(port: u16, method: &str, path: &str, body: &str) -> Option<(u16, Value)> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .ok()?;
+    write!(
+        stream,
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).ok()?;
+    let (head, body) = response.split_once("\r\n\r\n")?;
+    let status = head.split_whitespace().nth(1)?.parse().ok()?;
+    Some((status, serde_json::from_str(body).unwrap_or(Value::Null)))
+}
+
+/// The built guests.
+pub fn guest(name: &str) -> String {
+    repo()
+        .join("guests/target/wasm32-wasip2/release")
+        .join(format!("{name}.wasm"))
+        .display()
+        .to_string()
+}
