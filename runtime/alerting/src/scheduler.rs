@@ -251,7 +251,8 @@ fn apply(cmd: Command, slots: &mut Vec<Slot>, router: &mut Router, board: &Board
                     .collect(),
             );
             let slot = Slot {
-                due: now_ms().max(first_run),
+                // A new job runs after the collectors' next round.
+                due: (now_ms() + FIRST_RUN_MS).max(first_run),
                 quarantine_after: u64::from(policy.manifest.failure.quarantine_after),
                 quarantined: false,
                 job,

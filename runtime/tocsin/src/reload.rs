@@ -113,7 +113,14 @@ impl Reloader {
                 return report;
             }
         };
-        paths.sort();
+        // Collectors first, so rules and scorers deployed with them find data.
+        let collector = |p: &PathBuf| {
+            std::fs::read_to_string(p)
+                .ok()
+                .and_then(|t| tocsin_policy::Manifest::parse(&t, p).ok())
+                .is_some_and(|m| m.kind == GuestKind::Collector)
+        };
+        paths.sort_by_key(|p| (!collector(p), p.clone()));
         for path in paths {
             let name = path
                 .file_stem()

@@ -97,7 +97,9 @@ fn default_policies_load_and_collect() {
     let health = wait_for("a fleet health score", || {
         let (_, h) = get(port, "/api/health")?;
         let fleet = h["scorers"].as_array()?.first()?.clone();
-        fleet["current"]["score"].as_f64().map(|_| fleet)
+        // The first round may precede the collector's first samples: wait for CPU.
+        let factors = fleet["current"]["factors"].as_array()?;
+        factors.iter().any(|f| f["name"] == "cpu").then_some(fleet)
     });
     assert_eq!(health["scorer"], "fleet-health");
     let factors: Vec<&str> = health["current"]["factors"]
