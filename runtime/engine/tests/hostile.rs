@@ -77,11 +77,16 @@ fn memory_bomb_hits_the_memory_cap() {
 #[test]
 fn giant_output_is_refused_over_the_cap() {
     let engine = engine();
+    // A generous deadline: this test is about the output cap, and lifting 8 MiB in an
+    // unoptimised host on a loaded machine can take longer than the default 100 ms.
     let guest = load(
         &engine,
         "giant_output",
         GuestKind::AlertRule,
-        Budgets::default(),
+        Budgets {
+            deadline_ms: 10_000,
+            ..Budgets::default()
+        },
     );
     let err = guest
         .instance()
