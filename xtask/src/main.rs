@@ -177,6 +177,7 @@ fn bench(root: &Path) -> anyhow::Result<()> {
         ("tocsin-engine", "engine"),
         ("tocsin-store", "store"),
         ("tocsin-alerting", "rules"),
+        ("tocsin", "reload"),
     ] {
         let mut cmd = cargo();
         cmd.current_dir(root)

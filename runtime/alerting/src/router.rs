@@ -69,6 +69,7 @@ pub struct Router {
     inhibit: Vec<(Selector, Selector, Vec<String>)>,
     maintenance: Vec<Selector>,
     rule_labels: BTreeMap<String, Vec<(String, String)>>,
+    shadow: BTreeSet<String>,
 }
 
 fn ms(d: std::time::Duration) -> i64 {
@@ -117,17 +118,24 @@ impl Router {
             inhibit,
             maintenance,
             rule_labels,
+            shadow: BTreeSet::new(),
         })
     }
 
-    /// Set the `[rule.labels]` of `rule` (a new version was deployed).
-    pub fn set_rule_labels(&mut self, rule: &str, labels: Vec<(String, String)>) {
+    /// Set the `[rule.labels]` of `rule` and whether it is in shadow mode (recorded,
+    /// never notified); called when a version is deployed.
+    pub fn set_rule(&mut self, rule: &str, labels: Vec<(String, String)>, shadow: bool) {
         self.rule_labels.insert(rule.to_string(), labels);
+        if shadow {
+            self.shadow.insert(rule.to_string());
+        } else {
+            self.shadow.remove(rule);
+        }
     }
 
     fn candidates<'a>(&self, records: &'a [AlertRecord]) -> Vec<Candidate<'a>> {
         let mut out = Vec::new();
-        for r in records {
+        for r in records.iter().filter(|r| !self.shadow.contains(&r.rule)) {
             let (firing, state) = match r.phase {
                 AlertPhase::Firing => (true, None),
                 AlertPhase::Resolved => (false, None),

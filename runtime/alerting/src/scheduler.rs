@@ -240,7 +240,7 @@ fn apply(cmd: Command, slots: &mut Vec<Slot>, router: &mut Router, board: &Board
                 return;
             };
             let name = policy.name.clone();
-            router.set_rule_labels(
+            router.set_rule(
                 &name,
                 policy
                     .manifest
@@ -249,6 +249,7 @@ fn apply(cmd: Command, slots: &mut Vec<Slot>, router: &mut Router, board: &Board
                     .iter()
                     .map(|(k, v)| (k.clone(), v.clone()))
                     .collect(),
+                policy.manifest.mode == tocsin_policy::Mode::Shadow,
             );
             let slot = Slot {
                 // A new job runs after the collectors' next round.
@@ -296,24 +297,34 @@ fn run(
         counted: 0,
     };
     let mut slots: Vec<Slot> = Vec::new();
+    let mut wait = Duration::ZERO;
     while !stop.load(Ordering::Relaxed) {
-        while let Ok(cmd) = rx.try_recv() {
-            apply(cmd, &mut slots, &mut router, board, first_run);
+        // Sleep until the next job is due, or a command arrives: a new version starts
+        // serving at once.
+        match rx.recv_timeout(wait) {
+            Ok(cmd) => {
+                apply(cmd, &mut slots, &mut router, board, first_run);
+                while let Ok(cmd) = rx.try_recv() {
+                    apply(cmd, &mut slots, &mut router, board, first_run);
+                }
+            }
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+                std::thread::sleep(wait);
+            }
         }
         house.tick(&router, store);
-        let Some(i) = (0..slots.len())
+        let now = now_ms();
+        let next = (0..slots.len())
             .filter(|&i| !slots[i].quarantined)
-            .min_by_key(|&i| slots[i].due)
-        else {
-            std::thread::sleep(Duration::from_millis(100));
+            .min_by_key(|&i| slots[i].due);
+        let Some(i) = next.filter(|&i| slots[i].due <= now) else {
+            let until = next.map_or(now + 100, |i| slots[i].due);
+            wait = Duration::from_millis((until - now).clamp(1, 100) as u64);
             continue;
         };
-        let now = now_ms();
+        wait = Duration::ZERO;
         let next = slots[i].due;
-        if next > now {
-            std::thread::sleep(Duration::from_millis((next - now).min(100) as u64));
-            continue;
-        }
         let slot = &mut slots[i];
         slot.job.run(store, board, now);
         let stats = slot.job.stats();

@@ -204,3 +204,31 @@ fn silences_inhibition_and_maintenance_mute_what_they_match() {
         "cpu-high on a inhibited by host-down on a; c silenced; disk-io in maintenance"
     );
 }
+
+#[test]
+fn a_shadow_rule_is_recorded_but_never_notified() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(&dir.path().join("db")).expect("store");
+    let mut r = router(RoutingConfig::default());
+    r.set_rule("cpu-high-v2", vec![], true);
+    store
+        .save_alerts(
+            &[
+                record("cpu-high-v2", "a", "warning", AlertPhase::Firing),
+                record("cpu-high", "a", "warning", AlertPhase::Firing),
+            ],
+            &[],
+            true,
+        )
+        .expect("save");
+    r.tick(&store, T0).expect("tick");
+    r.tick(&store, T0 + 30_000).expect("tick");
+    let m = messages(&store);
+    assert_eq!(m.len(), 1);
+    assert_eq!(ids(&m[0], "firing"), vec!["cpu-high/host=\"a\""]);
+    assert_eq!(
+        store.alerts_of("cpu-high-v2").expect("alerts").len(),
+        1,
+        "still recorded"
+    );
+}

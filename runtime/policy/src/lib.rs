@@ -7,5 +7,7 @@
 mod manifest;
 mod set;
 
-pub use manifest::{FailureSection, InputSection, Manifest, ManifestError, NoData, RuleSection};
+pub use manifest::{
+    FailureSection, InputSection, Manifest, ManifestError, Mode, NoData, RuleSection,
+};
 pub use set::{LoadedPolicy, PolicyError, PolicyFiles, load_dir, load_files, load_one, read_files};

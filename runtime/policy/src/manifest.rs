@@ -42,6 +42,21 @@ pub struct Manifest {
     /// What repeated faults do.
     #[serde(default)]
     pub failure: FailureSection,
+    /// `active`, or `shadow`: an alert rule evaluated and recorded (alerts, history, API)
+    /// that never notifies — to try a new rule beside the one it replaces.
+    #[serde(default)]
+    pub mode: Mode,
+}
+
+/// Whether a rule's alerts are notified.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// Notified.
+    #[default]
+    Active,
+    /// Recorded only.
+    Shadow,
 }
 
 /// The `[failure]` table: the failure policy.

@@ -373,7 +373,7 @@ pub fn spawn_watcher(
                 match rx.recv_timeout(rescan) {
                     Ok(()) => {
                         // Let an editor finish writing: settle, then take everything queued.
-                        std::thread::sleep(Duration::from_millis(150));
+                        std::thread::sleep(Duration::from_millis(30));
                         while rx.try_recv().is_ok() {}
                     }
                     Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}

@@ -76,6 +76,7 @@ pub fn run(config: Config) -> anyhow::Result<()> {
     }
 
     spawn_retention(store.clone(), config.retention.clone(), stop.clone())?;
+    spawn_guest_metrics(state.clone(), store.clone(), stop.clone())?;
 
     let runtime = tokio::runtime::Runtime::new()?;
     let result = runtime.block_on(serve(&config, state));
@@ -85,6 +86,71 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         tracing::warn!(error = %e, "flushing the store at shutdown");
     }
     result
+}
+
+/// Every 15 s, store each running guest's counters as series (`guest_*{policy}`), so
+/// dashboards and rules see calls, faults by kind, busy time and memory high-water marks.
+fn spawn_guest_metrics(
+    state: AppState,
+    store: Arc<Store>,
+    stop: Arc<AtomicBool>,
+) -> anyhow::Result<()> {
+    std::thread::Builder::new()
+        .name("guest-metrics".into())
+        .spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                let now = now_ms();
+                let mut batch = Vec::new();
+                for g in state.guests() {
+                    let s = g.stats();
+                    let policy = || vec![("policy".to_string(), g.name().to_string())];
+                    let mut push = |name: &str, mut labels: Vec<(String, String)>, v: f64| {
+                        labels.sort();
+                        batch.push(tocsin_store::Sample {
+                            name: name.into(),
+                            labels,
+                            ts_ms: now,
+                            value: v,
+                        });
+                    };
+                    push("guest_calls_total", policy(), s.calls as f64);
+                    push("guest_errors_total", policy(), s.failed as f64);
+                    for (kind, n) in [
+                        ("deadline", s.deadline),
+                        ("memory", s.memory),
+                        ("output", s.output),
+                        ("trap", s.trap),
+                    ] {
+                        let mut l = policy();
+                        l.push(("kind".into(), kind.into()));
+                        push("guest_faults_total", l, n as f64);
+                    }
+                    push("guest_busy_seconds_total", policy(), s.busy_us as f64 / 1e6);
+                    push(
+                        "guest_memory_high_water_bytes",
+                        policy(),
+                        s.memory_high_water as f64,
+                    );
+                    let quarantined = state.board().is_quarantined(g.name());
+                    push(
+                        "guest_quarantined",
+                        policy(),
+                        f64::from(u8::from(quarantined)),
+                    );
+                }
+                if let Err(e) = store.ingest(&batch) {
+                    tracing::error!(error = %e, "storing guest counters failed");
+                }
+                for _ in 0..150 {
+                    if stop.load(Ordering::Relaxed) {
+                        return;
+                    }
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+            }
+        })
+        .context("starting the guest metrics thread")?;
+    Ok(())
 }
 
 /// Enforce retention at start and every ten minutes.

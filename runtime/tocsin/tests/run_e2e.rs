@@ -114,6 +114,14 @@ fn default_policies_load_and_collect() {
     );
     assert!(health["history"]["current"].is_number(), "{health}");
 
+    // Each guest's counters are series.
+    let (_, calls) = get(
+        port,
+        "/api/metrics/latest?selector=guest_calls_total%7Bpolicy%3D%22host-basics%22%7D",
+    )
+    .expect("guest metrics");
+    assert!(calls["values"][0]["value"].as_f64().is_some(), "{calls}");
+
     // The status page lists the guests, server-rendered.
     let (status, page) = get_text(port, "/").expect("status page");
     assert_eq!(status, 200);
