@@ -21,7 +21,7 @@ pub(crate) fn gather(
     let mut seen = BTreeSet::new();
     let mut out = Vec::new();
     for sel in select {
-        for s in store.query_raw(sel, now - lookback_ms + 1, now)? {
+        for s in store.query_raw(sel, now.saturating_sub(lookback_ms) + 1, now)? {
             if s.points.last().is_none_or(|p| is_stale(p.1)) || !seen.insert(s.key.clone()) {
                 continue;
             }

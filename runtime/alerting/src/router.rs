@@ -21,8 +21,20 @@ use crate::routing::{RoutingConfig, alert_key, matchers};
 struct GroupState {
     created_ms: i64,
     last_flush_ms: Option<i64>,
-    /// Keys of the firing alerts in the last notification.
-    sent_firing: BTreeSet<String>,
+    /// Receiver and group labels, to tell a group whose alerts all vanished.
+    receiver: String,
+    labels: Vec<(String, String)>,
+    /// The firing alerts of the last notification, by id.
+    sent: BTreeMap<String, SentAlert>,
+}
+
+/// What was said about a firing alert: enough to say it resolved if it vanishes.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+struct SentAlert {
+    rule: String,
+    labels: Vec<(String, String)>,
+    severity: String,
+    summary: String,
 }
 
 /// An alert as the router sees it.
@@ -133,6 +145,12 @@ impl Router {
         }
     }
 
+    /// Forget a removed rule's labels and mode.
+    pub fn forget_rule(&mut self, rule: &str) {
+        self.rule_labels.remove(rule);
+        self.shadow.remove(rule);
+    }
+
     fn candidates<'a>(&self, records: &'a [AlertRecord]) -> Vec<Candidate<'a>> {
         let mut out = Vec::new();
         for r in records.iter().filter(|r| !self.shadow.contains(&r.rule)) {
@@ -199,10 +217,13 @@ impl Router {
         // Inhibition looks at firing alerts before silencing, as Alertmanager does.
         let sources: Vec<&Candidate> = candidates.iter().filter(|c| c.firing).collect();
         let mut groups: BTreeMap<String, Group> = BTreeMap::new();
+        // Still firing but silenced or inhibited: not notified, and not "resolved" either.
+        let mut muted: BTreeSet<String> = BTreeSet::new();
         for c in &candidates {
             let key = key_of(c);
             if silences.iter().any(|s| s.matches(&key)) || windows.iter().any(|s| s.matches(&key)) {
                 report.silenced += 1;
+                muted.insert(c.id.clone());
                 continue;
             }
             let inhibited = self.inhibit.iter().any(|(src, target, equal)| {
@@ -217,6 +238,7 @@ impl Router {
             });
             if inhibited {
                 report.inhibited += 1;
+                muted.insert(c.id.clone());
                 continue;
             }
             let mut matched = false;
@@ -254,43 +276,80 @@ impl Router {
         let mut notified: Vec<AlertRecord> = Vec::new();
         let encode =
             |s: &GroupState| serde_json::to_vec(s).map_err(|e| StoreError::Db(e.to_string()));
-        for (gkey, group) in &groups {
-            let (receiver, group_labels, alerts) = (&group.receiver, &group.labels, &group.alerts);
-            let firing: BTreeSet<String> = alerts
+        // Groups with alerts now, then groups whose alerts all vanished since they were
+        // notified (resolved records expired, rule-level records cleared, rule removed).
+        let mut keys: Vec<String> = groups.keys().cloned().collect();
+        keys.extend(states.keys().filter(|k| !groups.contains_key(*k)).cloned());
+        for gkey in keys {
+            let empty = Vec::new();
+            let group = groups.get(&gkey);
+            let alerts: &Vec<&Candidate> = group.map_or(&empty, |g| &g.alerts);
+            let firing: BTreeMap<String, &Candidate> = alerts
                 .iter()
                 .filter(|c| c.firing)
-                .map(|c| c.id.clone())
+                .map(|c| (c.id.clone(), *c))
                 .collect();
-            let Some(state) = states.remove(gkey).or_else(|| {
+            let Some(state) = states.remove(&gkey).or_else(|| {
+                let g = group?;
                 (!firing.is_empty()).then(|| GroupState {
                     created_ms: now,
+                    receiver: g.receiver.clone(),
+                    labels: g.labels.clone(),
                     ..GroupState::default()
                 })
             }) else {
                 continue;
             };
-            let resolved: Vec<&&Candidate> = alerts
+            // Sent as firing, not firing now, not merely muted: resolved.
+            let resolved: Vec<Value> = state
+                .sent
                 .iter()
-                .filter(|c| !c.firing && state.sent_firing.contains(&c.id))
+                .filter(|(id, _)| !firing.contains_key(*id) && !muted.contains(*id))
+                .map(|(id, sent)| match alerts.iter().find(|c| &c.id == id) {
+                    Some(c) => describe(c),
+                    None => vanished(id, sent, now),
+                })
                 .collect();
-            let changed = firing != state.sent_firing;
+            let severity_changed = firing.iter().any(|(id, c)| {
+                state
+                    .sent
+                    .get(id)
+                    .is_some_and(|s| s.severity != c.record.severity)
+            });
+            let new_firing = firing.keys().any(|id| !state.sent.contains_key(id));
+            let changed = new_firing || severity_changed || !resolved.is_empty();
             let due = match state.last_flush_ms {
                 None => state.created_ms + ms(self.config.group_wait),
                 Some(t) if changed => t + ms(self.config.group_interval),
                 Some(t) => t + ms(self.config.repeat_interval),
             };
-            let fresh = state.last_flush_ms.is_none() && state.sent_firing.is_empty();
-            if now < due || (firing.is_empty() && resolved.is_empty()) {
-                if fresh && state.created_ms == now {
-                    updates.push((gkey.clone(), Some(encode(&state)?)));
-                }
-                if firing.is_empty() && resolved.is_empty() {
+            let still_muted = state.sent.keys().any(|id| muted.contains(id));
+            if firing.is_empty() && resolved.is_empty() {
+                // Nothing to say; keep the state only while its alerts are muted.
+                if !still_muted {
                     updates.push((gkey.clone(), None));
                 }
                 continue;
             }
-            let payload = payload(receiver, group_labels, alerts, &firing, &resolved);
-            let target = self.config.receivers.iter().find(|r| &r.name == receiver);
+            if now < due {
+                if state.last_flush_ms.is_none() && state.created_ms == now {
+                    updates.push((gkey.clone(), Some(encode(&state)?)));
+                }
+                continue;
+            }
+            let firing_values: Vec<Value> = firing.values().map(|c| describe(c)).collect();
+            let payload = json!({
+                "receiver": state.receiver,
+                "status": if firing.is_empty() { "resolved" } else { "firing" },
+                "group_labels": state.labels.iter().cloned().collect::<BTreeMap<_, _>>(),
+                "firing": firing_values,
+                "resolved": resolved,
+            });
+            let target = self
+                .config
+                .receivers
+                .iter()
+                .find(|r| r.name == state.receiver);
             let (channel, to) = match target {
                 Some(r) if !r.to.is_empty() => (r.channel.clone(), r.to.clone()),
                 Some(r) => (r.channel.clone(), vec![String::new()]),
@@ -305,27 +364,42 @@ impl Router {
                     not_before_ms: now,
                 });
             }
-            notified.extend(alerts.iter().filter(|c| c.firing).map(|c| AlertRecord {
+            notified.extend(firing.values().map(|c| AlertRecord {
                 last_notified_ms: Some(now),
                 ..c.record.clone()
             }));
+            // Muted alerts that were sent stay "sent": a silence ending re-notifies only at
+            // the next repeat, as Alertmanager's notification log does.
+            let mut sent: BTreeMap<String, SentAlert> = state
+                .sent
+                .iter()
+                .filter(|(id, _)| muted.contains(*id))
+                .map(|(id, s)| (id.clone(), s.clone()))
+                .collect();
+            for (id, c) in &firing {
+                sent.insert(
+                    id.clone(),
+                    SentAlert {
+                        rule: c.record.rule.clone(),
+                        labels: c.labels.clone(),
+                        severity: c.record.severity.clone(),
+                        summary: annotation(c.record, "summary").to_string(),
+                    },
+                );
+            }
             let next = GroupState {
-                created_ms: state.created_ms,
                 last_flush_ms: Some(now),
-                sent_firing: firing.clone(),
+                sent,
+                ..state
             };
             updates.push((
                 gkey.clone(),
-                if firing.is_empty() {
+                if next.sent.is_empty() {
                     None
                 } else {
                     Some(encode(&next)?)
                 },
             ));
-        }
-        // Groups whose alerts are all gone (expired, silenced): forget them.
-        for gkey in states.keys() {
-            updates.push((gkey.clone(), None));
         }
         if !updates.is_empty() || !messages.is_empty() {
             report.messages = messages.len();
@@ -373,42 +447,35 @@ fn annotation<'a>(r: &'a AlertRecord, name: &str) -> &'a str {
     label(&r.annotations, name)
 }
 
-fn payload(
-    receiver: &str,
-    group_labels: &[(String, String)],
-    alerts: &[&Candidate],
-    firing: &BTreeSet<String>,
-    resolved: &[&&Candidate],
-) -> Value {
-    let one = |c: &Candidate| {
-        let r = c.record;
-        json!({
-            "id": c.id,
-            "rule": r.rule,
-            "status": if c.firing { "firing" } else { "resolved" },
-            "labels": c.labels.iter().cloned().collect::<BTreeMap<_, _>>(),
-            "severity": r.severity,
-            "value": if r.value.is_finite() { json!(r.value) } else { json!(r.value.to_string()) },
-            "summary": annotation(r, "summary"),
-            "description": annotation(r, "description"),
-            "annotations": r.annotations.iter().cloned().collect::<BTreeMap<_, _>>(),
-            "started_ms": r.active_since_ms,
-            "fired_ms": r.fired_at_ms,
-            "resolved_ms": r.resolved_at_ms,
-        })
-    };
-    let firing_alerts: Vec<Value> = alerts
-        .iter()
-        .filter(|c| c.firing && firing.contains(&c.id))
-        .map(|c| one(c))
-        .collect();
-    let resolved_alerts: Vec<Value> = resolved.iter().map(|c| one(c)).collect();
+/// An alert as a notification describes it.
+fn describe(c: &Candidate) -> Value {
+    let r = c.record;
     json!({
-        "receiver": receiver,
-        "status": if firing.is_empty() { "resolved" } else { "firing" },
-        "group_labels": group_labels.iter().cloned().collect::<BTreeMap<_, _>>(),
-        "firing": firing_alerts,
-        "resolved": resolved_alerts,
+        "id": c.id,
+        "rule": r.rule,
+        "status": if c.firing { "firing" } else { "resolved" },
+        "labels": c.labels.iter().cloned().collect::<BTreeMap<_, _>>(),
+        "severity": r.severity,
+        "value": if r.value.is_finite() { json!(r.value) } else { json!(r.value.to_string()) },
+        "summary": annotation(r, "summary"),
+        "description": annotation(r, "description"),
+        "annotations": r.annotations.iter().cloned().collect::<BTreeMap<_, _>>(),
+        "started_ms": r.active_since_ms,
+        "fired_ms": r.fired_at_ms,
+        "resolved_ms": r.resolved_at_ms,
+    })
+}
+
+/// A notified alert whose record is gone, described from what was sent.
+fn vanished(id: &str, sent: &SentAlert, now: i64) -> Value {
+    json!({
+        "id": id,
+        "rule": sent.rule,
+        "status": "resolved",
+        "labels": sent.labels.iter().cloned().collect::<BTreeMap<_, _>>(),
+        "severity": sent.severity,
+        "summary": sent.summary,
+        "resolved_ms": now,
     })
 }
 
@@ -416,10 +483,7 @@ fn payload(
 /// delivered. (Mail, webhooks, MQTT and pipes have their own deliverers.)
 pub fn deliver_log_channel(store: &Store, now: i64) -> Result<usize, StoreError> {
     let mut n = 0;
-    for m in store.due_messages(now, 100)? {
-        if m.message.channel != "log" {
-            continue;
-        }
+    for m in store.due_messages_on("log", now, 100)? {
         let p = &m.message.payload;
         let summaries: Vec<&str> = p["firing"]
             .as_array()

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use tocsin_engine::{GuestKind, GuestStats};
 use tocsin_policy::LoadedPolicy;
-use tocsin_store::{Sample, Store};
+use tocsin_store::{AlertPhase, Sample, Store};
 
 use crate::router::{Router, deliver_log_channel};
 use crate::rule::{Evaluation, Rule};
@@ -232,8 +232,43 @@ impl Housekeeping {
     }
 }
 
+/// A removed rule's alerts end: what was active is recorded as resolved in the history,
+/// and every record goes (the router then tells its groups they resolved).
+fn retire_alerts(store: &Store, rule: &str, now: i64) -> Result<(), tocsin_store::StoreError> {
+    let records = store.alerts_of(rule)?;
+    let events: Vec<tocsin_store::AlertEvent> = records
+        .iter()
+        .filter(|r| r.phase != AlertPhase::Resolved && r.phase != AlertPhase::Pending)
+        .map(|r| {
+            let mut alert = r.clone();
+            alert.phase = AlertPhase::Resolved;
+            alert.resolved_at_ms = Some(now);
+            alert
+                .annotations
+                .push(("resolved_because".into(), "rule removed".into()));
+            tocsin_store::AlertEvent {
+                ts_ms: now,
+                kind: "resolved".into(),
+                alert,
+            }
+        })
+        .collect();
+    let keys: Vec<(&str, &str)> = records.iter().map(|r| (rule, r.key.as_str())).collect();
+    if !keys.is_empty() {
+        store.save_alerts_with_history(&[], &keys, &events, true)?;
+    }
+    Ok(())
+}
+
 /// Apply a command between evaluations.
-fn apply(cmd: Command, slots: &mut Vec<Slot>, router: &mut Router, board: &Board, first_run: i64) {
+fn apply(
+    cmd: Command,
+    slots: &mut Vec<Slot>,
+    router: &mut Router,
+    board: &Board,
+    store: &Store,
+    first_run: i64,
+) {
     match cmd {
         Command::Upsert(policy) => {
             let Some(job) = Job::from_policy(&policy) else {
@@ -278,6 +313,10 @@ fn apply(cmd: Command, slots: &mut Vec<Slot>, router: &mut Router, board: &Board
         Command::Remove(name) => {
             slots.retain(|s| s.job.name() != name);
             board.forget(&name);
+            router.forget_rule(&name);
+            if let Err(e) = retire_alerts(store, &name, now_ms()) {
+                tracing::error!(rule = %name, error = %e, "alerts of a removed rule not cleared");
+            }
             tracing::info!(policy = %name, "stopped");
         }
     }
@@ -303,9 +342,9 @@ fn run(
         // serving at once.
         match rx.recv_timeout(wait) {
             Ok(cmd) => {
-                apply(cmd, &mut slots, &mut router, board, first_run);
+                apply(cmd, &mut slots, &mut router, board, store, first_run);
                 while let Ok(cmd) = rx.try_recv() {
-                    apply(cmd, &mut slots, &mut router, board, first_run);
+                    apply(cmd, &mut slots, &mut router, board, store, first_run);
                 }
             }
             Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}

@@ -173,7 +173,8 @@ pub struct ScoreSummary {
     pub avg: Option<f64>,
     /// Least-squares slope of the per-minute means, in points per hour (+ improving).
     pub trend_per_hour: Option<f64>,
-    /// Per-minute means, oldest first (for a sparkline).
+    /// Step means (1 min up to a day's window, coarser beyond), oldest first, for a
+    /// sparkline.
     pub minutes: Vec<(i64, f64)>,
 }
 
@@ -185,15 +186,18 @@ pub fn summary(
     window_ms: i64,
 ) -> Result<ScoreSummary, StoreError> {
     let selector = format!("health_score{{scorer={scorer:?}}}");
-    let end = now - now.rem_euclid(60_000);
-    let start = end - window_ms.max(60_000) + 60_000;
+    // Per-minute means for a day; coarser steps (whole minutes) for longer windows.
+    let window_ms = window_ms.clamp(60_000, 400 * 86_400_000);
+    let step = (window_ms / 1440).max(60_000) / 60_000 * 60_000;
+    let end = now - now.rem_euclid(step);
+    let start = end.saturating_sub(window_ms) + step;
     let minutes: Vec<(i64, f64)> = store
-        .query_rollup(&selector, start, end, 60_000, RollupAgg::Avg)?
+        .query_rollup(&selector, start, end, step, RollupAgg::Avg)?
         .into_iter()
         .next()
         .map(|s| s.points)
         .unwrap_or_default();
-    let raw = store.query_raw(&selector, now - window_ms + 1, now)?;
+    let raw = store.query_raw(&selector, now.saturating_sub(window_ms) + 1, now)?;
     let values: Vec<f64> = raw
         .iter()
         .flat_map(|s| s.points.iter().map(|p| p.1))

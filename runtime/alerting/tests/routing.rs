@@ -232,3 +232,55 @@ fn a_shadow_rule_is_recorded_but_never_notified() {
         "still recorded"
     );
 }
+
+#[test]
+fn escalation_vanishing_and_silencing_are_told_apart() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(&dir.path().join("db")).expect("store");
+    let r = router(RoutingConfig::default());
+    let a = record("cpu-high", "a", "warning", AlertPhase::Firing);
+    let b = record("cpu-high", "b", "warning", AlertPhase::Firing);
+    store
+        .save_alerts(&[a.clone(), b.clone()], &[], true)
+        .expect("save");
+    r.tick(&store, T0).expect("tick");
+    r.tick(&store, T0 + 30_000).expect("tick");
+    assert_eq!(messages(&store).len(), 1);
+
+    // a escalates to critical: told at the next group_interval, not after 4 h.
+    let mut critical = a.clone();
+    critical.severity = "critical".into();
+    store.save_alerts(&[critical], &[], true).expect("save");
+    r.tick(&store, T0 + 330_000).expect("tick");
+    let m = messages(&store);
+    assert_eq!(m.len(), 2, "escalation notified");
+    assert_eq!(m[1].message.payload["firing"][0]["severity"], "critical");
+
+    // b is silenced: not told as resolved. Then a's record vanishes (its rule was
+    // removed): told as resolved from what was sent.
+    store
+        .create_silence(&Silence {
+            id: 0,
+            matchers: r#"{host="b"}"#.into(),
+            starts_ms: T0,
+            ends_ms: T0 + 86_400_000,
+            author: "ops".into(),
+            comment: "maintenance".into(),
+        })
+        .expect("silence");
+    store
+        .save_alerts(&[], &[("cpu-high", "host=\"a\"")], true)
+        .expect("delete");
+    r.tick(&store, T0 + 630_000).expect("tick");
+    let m = messages(&store);
+    assert_eq!(m.len(), 3, "{m:?}");
+    assert_eq!(ids(&m[2], "resolved"), vec!["cpu-high/host=\"a\""]);
+    assert!(ids(&m[2], "firing").is_empty());
+    assert_eq!(
+        m[2].message.payload["resolved"][0]["summary"],
+        "cpu-high on a"
+    );
+    // Nothing more while b stays silenced.
+    r.tick(&store, T0 + 5 * 3_600_000).expect("tick");
+    assert_eq!(messages(&store).len(), 3);
+}

@@ -257,6 +257,18 @@ mod tests {
             range("selector=cpu&fn=median"),
             range("selector=cpu&by=host"),
             "/api/metrics/query_range?selector=cpu&start=10&end=5".to_string(),
+            // Would wrap around i64 and loop "forever" if the step count overflowed.
+            format!(
+                "/api/metrics/query_range?selector=cpu&start={}&end={}&step=1",
+                i64::MIN + 1,
+                i64::MAX
+            ),
+            format!(
+                "/api/metrics/query_range?selector=cpu&start={}&end={}&step=1&fn=max",
+                i64::MIN + 1,
+                i64::MAX
+            ),
+            "/api/metrics/latest?selector=cpu&lookback=-5".to_string(),
         ] {
             let (status, body) = get_json(app.clone(), &bad).await;
             assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}");

@@ -110,37 +110,56 @@ impl Store {
     }
 
     /// Move clients whose newest heartbeat is older than `stale_after_ms` to `stale`, and
-    /// older than `offline_after_ms` to `offline`. Returns the transitions.
+    /// older than `offline_after_ms` to `offline`, deciding and writing in one transaction
+    /// (a heartbeat cannot slip in between). Returns the transitions.
     pub fn sweep_liveness(
         &self,
         now_ms: i64,
         stale_after_ms: i64,
         offline_after_ms: i64,
     ) -> Result<Vec<Transition>, StoreError> {
-        let due: Vec<(String, i64, LivenessState)> = self
-            .all_liveness()?
-            .into_iter()
-            .filter_map(|l| {
-                let quiet = now_ms - l.last_seen_ms;
+        let mut changed = Vec::new();
+        let txn = self.durable_write()?;
+        {
+            let mut table = txn.open_table(HEARTBEATS)?;
+            let mut due: Vec<Liveness> = Vec::new();
+            for row in table.iter()? {
+                let mut l: Liveness = from_json(row?.1.value(), "liveness")?;
+                let quiet = now_ms.saturating_sub(l.last_seen_ms);
                 let to = if quiet >= offline_after_ms {
                     LivenessState::Offline
                 } else if quiet >= stale_after_ms {
                     LivenessState::Stale
                 } else {
-                    return None;
+                    continue;
                 };
                 // Never from offline back to stale; only a heartbeat revives a client.
                 let moves = matches!(
                     (l.state, to),
                     (LivenessState::Online, _) | (LivenessState::Stale, LivenessState::Offline)
                 );
-                moves.then_some((l.client, now_ms, to))
-            })
-            .collect();
-        if due.is_empty() {
-            return Ok(Vec::new());
+                if moves {
+                    changed.push(Transition {
+                        client: l.client.clone(),
+                        from: Some(l.state),
+                        to,
+                        at_ms: now_ms,
+                    });
+                    l.state = to;
+                    l.since_ms = now_ms;
+                    due.push(l);
+                }
+            }
+            for l in &due {
+                table.insert(l.client.as_str(), to_json(l)?.as_slice())?;
+            }
         }
-        self.update_liveness(due.iter().map(|(c, at, to)| (c.as_str(), *at, *to)))
+        if changed.is_empty() {
+            txn.abort()?;
+        } else {
+            txn.commit()?;
+        }
+        Ok(changed)
     }
 
     /// One client's record.

@@ -92,6 +92,31 @@ impl Store {
         Ok(out)
     }
 
+    /// [`Store::due_messages`] of one channel (each channel's deliverer takes its own, so
+    /// a backlog on one never hides another's).
+    pub fn due_messages_on(
+        &self,
+        channel: &str,
+        now_ms: i64,
+        limit: usize,
+    ) -> Result<Vec<OutboxMessage>, StoreError> {
+        let read = self.db().begin_read()?;
+        let due = read.open_table(OUTBOX_DUE)?;
+        let table = read.open_table(OUTBOX)?;
+        let mut out = Vec::new();
+        for row in due.range((i64::MIN, 0)..=(now_ms, u64::MAX))? {
+            if out.len() >= limit {
+                break;
+            }
+            let (_, id) = row?.0.value();
+            let m = load(&table, id)?;
+            if m.message.channel == channel {
+                out.push(m);
+            }
+        }
+        Ok(out)
+    }
+
     /// Record that the server accepted message `id`.
     pub fn mark_delivered(&self, id: u64, at_ms: i64, reply: &str) -> Result<(), StoreError> {
         self.update_message(id, |m| {

@@ -25,7 +25,7 @@ pub fn step_align(
         while i < points.len() && points[i].0 <= t {
             i += 1;
         }
-        if i > 0 && points[i - 1].0 > t - lookback && !is_stale(points[i - 1].1) {
+        if i > 0 && points[i - 1].0 > t.saturating_sub(lookback) && !is_stale(points[i - 1].1) {
             out.push((t, points[i - 1].1));
         }
         t = match t.checked_add(step) {
@@ -40,7 +40,7 @@ pub fn step_align(
 /// `(at - window, at]`, ascending; stale markers are skipped. `None` with fewer than two
 /// points.
 pub fn increase(points: &[(i64, f64)], window_ms: i64, at_ms: i64) -> Option<f64> {
-    let range_start = at_ms - window_ms;
+    let range_start = at_ms.saturating_sub(window_ms);
     let pts: Vec<(i64, f64)> = points
         .iter()
         .copied()

@@ -333,7 +333,7 @@ pub fn fold_steps(
     agg: RollupAgg,
 ) -> Vec<(i64, f64)> {
     let mut out = Vec::new();
-    let mut i = buckets.partition_point(|b| b.end <= start - step);
+    let mut i = buckets.partition_point(|b| b.end <= start.saturating_sub(step));
     let mut t = start;
     while t <= end {
         let mut acc: Option<Bucket> = None;
@@ -373,7 +373,7 @@ pub fn align_last(
         }
         if i > 0 {
             let b = &buckets[i - 1];
-            if b.end > t - lookback && !is_stale(b.last) {
+            if b.end > t.saturating_sub(lookback) && !is_stale(b.last) {
                 out.push((t, b.last));
             }
         }

@@ -3,7 +3,7 @@
 //! in-memory head is bucketed on the fly: the two never overlap, since a checkpoint writes
 //! a chunk's rollups in the same transaction that moves its points out of the head.
 
-use redb::{ReadableDatabase, ReadableTable};
+use redb::ReadableTable;
 
 use crate::error::StoreError;
 use crate::rollup::{self, Bucket, Column, Resolution, RollupAgg};
@@ -18,7 +18,7 @@ fn check(start: i64, end: i64, step: i64) -> Result<(), StoreError> {
     if step <= 0 || end < start {
         return Err(StoreError::Query("need step > 0 and start <= end".into()));
     }
-    if (end - start) / step > MAX_STEPS {
+    if (i128::from(end) - i128::from(start)) / i128::from(step) > i128::from(MAX_STEPS) {
         return Err(StoreError::Query(format!(
             "more than {MAX_STEPS} steps; raise the step"
         )));
@@ -39,7 +39,7 @@ impl Store {
         mut f: impl FnMut(SeriesKey, &[Bucket]),
     ) -> Result<(), StoreError> {
         let selected = self.select(selector)?;
-        let read = self.db().begin_read()?;
+        let (read, heads) = self.snapshot(&selected, start.saturating_sub(res.ms()) + 1, end)?;
         let table = read.open_table(rollup_table(res))?;
         let chunks = read.open_table(CHUNKS)?;
         // A bucket ending at `start` holds points after `start - res`, possibly in the
@@ -58,7 +58,6 @@ impl Store {
         let mut buckets: Vec<Bucket> = Vec::new();
         let mut row: Vec<Bucket> = Vec::new();
         let mut scratch = Vec::new();
-        let mut head = Vec::new();
         let mut raw = Vec::new();
         for (id, key) in selected {
             buckets.clear();
@@ -103,10 +102,8 @@ impl Store {
                     }
                 }
             }
-            head.clear();
-            self.head_points(id, start.saturating_sub(res.ms()) + 1, end, &mut head);
-            if !head.is_empty() {
-                rollup::merge_into(&mut buckets, &rollup::buckets(&head, res.ms()));
+            if let Some(head) = heads.get(&id) {
+                rollup::merge_into(&mut buckets, &rollup::buckets(head, res.ms()));
             }
             f(key, &buckets);
         }

@@ -42,6 +42,25 @@ pub(crate) fn window(ts: i64) -> i64 {
     ts.div_euclid(WINDOW_MS)
 }
 
+/// Head points copied out for one query, by series id.
+pub(crate) type HeadCopy = HashMap<u64, Vec<(i64, f64)>>;
+
+/// Arguments of a range query: positive step and lookback, start ≤ end, ≤ 11,000 steps
+/// (computed without overflow, whatever the caller sent).
+fn check_range(start: i64, end: i64, step: i64, lookback: i64) -> Result<(), StoreError> {
+    if step <= 0 || lookback <= 0 || end < start {
+        return Err(StoreError::Query(
+            "need step > 0, lookback > 0 and start <= end".into(),
+        ));
+    }
+    if (i128::from(end) - i128::from(start)) / i128::from(step) > 11_000 {
+        return Err(StoreError::Query(
+            "more than 11000 steps; raise the step".into(),
+        ));
+    }
+    Ok(())
+}
+
 /// The table of a resolution.
 pub(crate) fn rollup_table(
     res: Resolution,
@@ -570,7 +589,7 @@ impl Store {
         mut f: impl FnMut(SeriesKey, &[(i64, f64)]),
     ) -> Result<(), StoreError> {
         let selected = self.select(selector)?;
-        let read = self.db.begin_read()?;
+        let (read, head) = self.snapshot(&selected, start, end)?;
         let table = read.open_table(CHUNKS)?;
         // Only the windows that hold chunks at all: a query may ask for all of time.
         let windows = match (table.first()?, table.last()?) {
@@ -590,28 +609,37 @@ impl Store {
             if !points.is_sorted_by_key(|p| p.0) {
                 points.sort_by_key(|p| p.0);
             }
-            let heads = self.heads.read().unwrap_or_else(|e| e.into_inner());
-            if let Some(head) = heads.get(&id) {
-                let from = head.partition_point(|p| p.0 < start);
-                let to = head.partition_point(|p| p.0 <= end);
-                if from < to {
-                    points = merge(std::mem::take(&mut points), &head[from..to]);
-                }
+            if let Some(h) = head.get(&id) {
+                points = merge(std::mem::take(&mut points), h);
             }
-            drop(heads);
             f(key, &points);
         }
         Ok(())
     }
 
-    /// Append the head points of series `id` in `[start, end]` to `out`.
-    pub(crate) fn head_points(&self, id: u64, start: i64, end: i64, out: &mut Vec<(i64, f64)>) {
+    /// A read transaction and the head points in `[start, end]` of the `selected` series,
+    /// taken together under the heads lock: a checkpoint (which moves points from heads to
+    /// chunks while holding the write lock across its commit) is either wholly before the
+    /// snapshot or wholly after it, so no point is missed or seen twice.
+    pub(crate) fn snapshot(
+        &self,
+        selected: &[(u64, SeriesKey)],
+        start: i64,
+        end: i64,
+    ) -> Result<(redb::ReadTransaction, HeadCopy), StoreError> {
         let heads = self.heads.read().unwrap_or_else(|e| e.into_inner());
-        if let Some(head) = heads.get(&id) {
-            let from = head.partition_point(|p| p.0 < start);
-            let to = head.partition_point(|p| p.0 <= end);
-            out.extend_from_slice(&head[from..to.max(from)]);
+        let read = self.db.begin_read()?;
+        let mut out = HashMap::new();
+        for (id, _) in selected {
+            if let Some(head) = heads.get(id) {
+                let from = head.partition_point(|p| p.0 < start);
+                let to = head.partition_point(|p| p.0 <= end);
+                if from < to {
+                    out.insert(*id, head[from..to].to_vec());
+                }
+            }
         }
+        Ok((read, out))
     }
 
     /// Raw points of every selected series in `[start, end]`.
@@ -641,16 +669,7 @@ impl Store {
         step: i64,
         lookback: i64,
     ) -> Result<Vec<SeriesData>, StoreError> {
-        if step <= 0 || lookback <= 0 || end < start {
-            return Err(StoreError::Query(
-                "need step > 0, lookback > 0 and start <= end".into(),
-            ));
-        }
-        if (end - start) / step > 11_000 {
-            return Err(StoreError::Query(
-                "more than 11000 steps; raise the step".into(),
-            ));
-        }
+        check_range(start, end, step, lookback)?;
         // Aligned to hours: exact from the 1-hour buckets' `last` values. (1-minute rows of
         // node-like data defer to raw chunks, so the raw path is the fast one below an hour.)
         let hour = Resolution::Hour.ms();
@@ -669,6 +688,7 @@ impl Store {
         step: i64,
         lookback: i64,
     ) -> Result<Vec<SeriesData>, StoreError> {
+        check_range(start, end, step, lookback)?;
         let mut out = Vec::new();
         self.scan(
             selector,
@@ -691,6 +711,9 @@ impl Store {
         at: i64,
         lookback: i64,
     ) -> Result<Vec<InstantValue>, StoreError> {
+        if lookback <= 0 {
+            return Err(StoreError::Query("lookback must be > 0".into()));
+        }
         let mut out = Vec::new();
         self.scan(selector, at.saturating_sub(lookback) + 1, at, |key, pts| {
             // A series whose newest point is a stale marker has ended.
@@ -732,7 +755,7 @@ impl Store {
             return Err(StoreError::Query("window must be > 0".into()));
         }
         let mut out = Vec::new();
-        self.scan(selector, at - window + 1, at, |key, pts| {
+        self.scan(selector, at.saturating_sub(window) + 1, at, |key, pts| {
             if let Some(value) = f(pts, window, at) {
                 out.push(InstantValue {
                     key,

@@ -253,6 +253,15 @@ fn validate(config: &Config, fig: &Figment) -> Result<(), ConfigError> {
             )));
         }
     }
+    if config.retention.hourly < config.retention.metrics {
+        return Err(ConfigError(format!(
+            "retention.hourly ({:?}) must be at least retention.metrics ({:?}): long charts read \
+             hourly rollups where raw points are gone, from {}",
+            config.retention.hourly,
+            config.retention.metrics,
+            origin("retention.hourly")
+        )));
+    }
     if let Err(e) = config.routing.validate() {
         return Err(ConfigError(format!("{e}, from {}", origin("routing"))));
     }

@@ -50,6 +50,9 @@ pub struct Reloader {
     stop: Arc<AtomicBool>,
     allow_new_grants: bool,
     running: BTreeMap<String, Running>,
+    /// The fingerprint of each manifest as last seen on disk: a file is deployed when it
+    /// changes, not whenever it differs from what runs (after a rollback it does).
+    on_disk: BTreeMap<String, String>,
     /// Refused versions by fingerprint, so a broken file is not recompiled every scan.
     refused: BTreeMap<String, (String, String)>,
 }
@@ -82,6 +85,7 @@ impl Reloader {
             stop,
             allow_new_grants,
             running: BTreeMap::new(),
+            on_disk: BTreeMap::new(),
             refused: BTreeMap::new(),
         }
     }
@@ -141,6 +145,10 @@ impl Reloader {
                 }
             };
             let fp = fingerprint(&files);
+            let seen = self.on_disk.insert(name.clone(), fp.clone());
+            if seen.as_ref() == Some(&fp) && self.running.contains_key(&name) {
+                continue;
+            }
             if self.running.get(&name).is_some_and(|r| r.fingerprint == fp) {
                 self.refused.remove(&name);
                 continue;
@@ -148,7 +156,7 @@ impl Reloader {
             if self.refused.get(&name).is_some_and(|(f, _)| *f == fp) {
                 continue;
             }
-            match self.deploy(files, &fp, actor) {
+            match self.deploy(files, &fp, actor, true) {
                 Ok(()) => {
                     self.refused.remove(&name);
                     report.deployed.push(name);
@@ -166,10 +174,12 @@ impl Reloader {
             self.retire(&name);
             self.running.remove(&name);
             self.refused.remove(&name);
+            self.on_disk.remove(&name);
             self.audit(actor, "policy.remove", &name, "manifest removed".into());
             report.removed.push(name);
         }
         self.refused.retain(|n, _| present.contains(n));
+        self.on_disk.retain(|n, _| present.contains(n));
         self.publish();
         report
     }
@@ -188,7 +198,14 @@ impl Reloader {
     }
 
     /// Load, check and start one version; on error nothing changes.
-    fn deploy(&mut self, files: PolicyFiles, fp: &str, actor: &str) -> Result<(), String> {
+    /// `record`: record a new version (a rollback returns to a recorded one instead).
+    fn deploy(
+        &mut self,
+        files: PolicyFiles,
+        fp: &str,
+        actor: &str,
+        record: bool,
+    ) -> Result<(), String> {
         let policy = load_files(&self.engine, &files).map_err(|e| e.to_string())?;
         let grants: BTreeSet<String> = policy.manifest.grants.iter().cloned().collect();
         let before: Option<BTreeSet<String>> = match self.running.get(&policy.name) {
@@ -211,18 +228,23 @@ impl Reloader {
             }
         }
         let sha = policy.guest.sha256().to_string();
-        let version = self
-            .store
-            .record_policy_version(
-                &policy.name,
-                &sha,
-                &files.text,
-                &files.component,
-                &grants.iter().cloned().collect::<Vec<_>>(),
-                now_ms(),
-                actor,
-            )
-            .map_err(|e| e.to_string())?;
+        let version = if record {
+            let v = self
+                .store
+                .record_policy_version(
+                    &policy.name,
+                    &sha,
+                    &files.text,
+                    &files.component,
+                    &grants.iter().cloned().collect::<Vec<_>>(),
+                    now_ms(),
+                    actor,
+                )
+                .map_err(|e| e.to_string())?;
+            Some(v.version)
+        } else {
+            None
+        };
         // A rule or scorer is replaced in place by the scheduler (keeping its slot in the
         // schedule); anything else is stopped first.
         let in_place = matches!(
@@ -257,13 +279,15 @@ impl Reloader {
             // Templates and ingest guests are called on demand; loading them is enough.
             _ => None,
         };
-        self.audit(
-            actor,
-            "policy.deploy",
-            &policy.name,
-            format!("version {} sha256 {sha}", version.version),
-        );
-        tracing::info!(policy = %policy.name, version = version.version, sha256 = %sha, "policy deployed");
+        if let Some(version) = version {
+            self.audit(
+                actor,
+                "policy.deploy",
+                &policy.name,
+                format!("version {version} sha256 {sha}"),
+            );
+            tracing::info!(policy = %policy.name, version, sha256 = %sha, "policy deployed");
+        }
         self.running.insert(
             policy.name.clone(),
             Running {
@@ -299,8 +323,8 @@ impl Reloader {
     }
 
     /// Return `name` to its previous recorded version (loaded from the store, so the
-    /// files may have changed since). The files on disk are not touched: the next change
-    /// to them deploys again.
+    /// files may have changed since). The files on disk are not touched: it stays rolled
+    /// back until they change again (or the next start, which deploys what is on disk).
     pub fn rollback(&mut self, name: &str, actor: &str) -> Result<PolicyVersion, String> {
         let versions = self
             .store
@@ -331,7 +355,7 @@ impl Reloader {
         let fp = fingerprint(&files);
         // Grants of an older version are not new: allow them for the rollback.
         let allow = std::mem::replace(&mut self.allow_new_grants, true);
-        let result = self.deploy(files, &fp, actor);
+        let result = self.deploy(files, &fp, actor, false);
         self.allow_new_grants = allow;
         result?;
         let back = self

@@ -179,6 +179,13 @@ fn edits_swap_live_broken_versions_are_refused_and_rollback_works() {
     assert_eq!(status, 200, "{back}");
     assert_eq!(back["running"]["version"], 100);
     assert_eq!(version(port, "cpu-any"), Some(100));
+    // It stays rolled back through rescans (every second here): the file did not change.
+    std::thread::sleep(Duration::from_millis(2_500));
+    assert_eq!(version(port, "cpu-any"), Some(100), "{}", errors(port));
+    let versions = policy(port, "cpu-any").expect("policy")["versions"]
+        .as_array()
+        .map(Vec::len);
+    assert_eq!(versions, Some(101), "a rollback records no new version");
     let (status, body) = send(port, "POST", "/api/policies/nope/rollback", "").expect("rollback");
     assert_eq!(status, 400, "{body}");
 }

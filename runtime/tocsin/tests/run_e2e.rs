@@ -113,6 +113,8 @@ fn default_policies_load_and_collect() {
         "{health}"
     );
     assert!(health["history"]["current"].is_number(), "{health}");
+    let (status, long) = get(port, "/api/health?window=30d").expect("30 days");
+    assert_eq!(status, 200, "{long}");
 
     // Each guest's counters are series.
     let (_, calls) = get(
