@@ -9,7 +9,7 @@
 //! in one transaction. Reopening replays the WAL into the heads, so every acknowledged
 //! sample survives `kill -9`.
 //!
-//! Chunks are keyed `(window, series, first ts)`: a checkpoint's chunks land after every
+//! Chunks are keyed `(window, series, chunk sequence)`: a checkpoint's chunks land after every
 //! existing key, so redb appends full pages instead of splitting pages mid-tree (measured on
 //! the benchmark data: 2.4 B/sample keyed by series first, 1.6 keyed by window first).
 
@@ -40,6 +40,35 @@ pub const CHECKPOINT_SAMPLES: usize = 1_000_000;
 
 pub(crate) fn window(ts: i64) -> i64 {
     ts.div_euclid(WINDOW_MS)
+}
+
+/// Of points sorted by time, keep one per timestamp: the last.
+fn newest_wins(points: &mut Vec<(i64, f64)>) {
+    let mut kept = 0;
+    for i in 0..points.len() {
+        if kept > 0 && points[kept - 1].0 == points[i].0 {
+            points[kept - 1] = points[i];
+        } else {
+            points[kept] = points[i];
+            kept += 1;
+        }
+    }
+    points.truncate(kept);
+}
+
+/// A cut chunk's rows: key, chunk value, 1-minute rollup row, 1-hour rollup row.
+struct ChunkRows((i64, u64, i64), Vec<u8>, Vec<u8>, Vec<u8>);
+
+/// The rows of a chunk of `pts` (ascending).
+fn chunk_rows(key: (i64, u64, i64), pts: &[(i64, f64)]) -> ChunkRows {
+    let mut value = pts[pts.len() - 1].0.to_le_bytes().to_vec();
+    value.extend_from_slice(&codec::encode(pts));
+    ChunkRows(
+        key,
+        value,
+        rollup::encode_dense(pts, Resolution::Minute.ms()),
+        rollup::encode(&rollup::buckets(pts, Resolution::Hour.ms())),
+    )
 }
 
 /// Head points copied out for one query, by series id.
@@ -191,6 +220,9 @@ impl Index {
 struct Writer {
     next_series: u64,
     next_wal: u64,
+    /// Sequence of the next chunk: the third part of its key, so a late chunk of an
+    /// already-cut window never replaces one, and newer chunks sort after older ones.
+    next_chunk: i64,
     wal_samples: usize,
 }
 
@@ -315,7 +347,7 @@ impl Store {
         };
         let db = Database::create(path).map_err(|e| open_err(e.to_string()))?;
         let txn = db.begin_write()?;
-        let (next_series, next_wal) = {
+        let (next_series, next_wal, next_chunk) = {
             let mut meta = txn.open_table(META).map_err(|e| open_err(e.to_string()))?;
             let format = meta.get("format")?.map(|v| v.value());
             match format {
@@ -332,7 +364,11 @@ impl Store {
             let get = |k: &str| -> Result<u64, StoreError> {
                 Ok(meta.get(k)?.map(|v| v.value()).unwrap_or(0))
             };
-            (get("next_series")?.max(1), get("next_wal")?.max(1))
+            (
+                get("next_series")?.max(1),
+                get("next_wal")?.max(1),
+                i64::try_from(get("next_chunk")?).unwrap_or(i64::MAX).max(1),
+            )
         };
         txn.open_table(SERIES)?;
         txn.open_table(CHUNKS)?;
@@ -377,6 +413,7 @@ impl Store {
             writer: Mutex::new(Writer {
                 next_series,
                 next_wal,
+                next_chunk,
                 wal_samples,
             }),
         })
@@ -472,9 +509,9 @@ impl Store {
 
     fn cut(&self, writer: &mut Writer, everything: bool) -> Result<(), StoreError> {
         let mut heads = self.heads.write().unwrap_or_else(|e| e.into_inner());
-        let mut chunks: Vec<((i64, u64, i64), Vec<u8>)> = Vec::new();
-        let mut minutes: Vec<((i64, u64, i64), Vec<u8>)> = Vec::new();
-        let mut hours: Vec<((i64, u64, i64), Vec<u8>)> = Vec::new();
+        // (key, chunk value, 1-minute row, 1-hour row)
+        let mut chunks: Vec<ChunkRows> = Vec::new();
+        let mut next_chunk = writer.next_chunk;
         let mut remaining: Vec<(u64, i64, f64)> = Vec::new();
         let mut cut_counts: Vec<(u64, usize)> = Vec::new();
         let open_window = window(newest(&heads));
@@ -490,46 +527,38 @@ impl Store {
                     end += 1;
                 }
                 let pts = &head[start..end];
-                let mut value = pts[pts.len() - 1].0.to_le_bytes().to_vec();
-                value.extend_from_slice(&codec::encode(pts));
-                let key = (w, id, pts[0].0);
-                chunks.push((key, value));
-                minutes.push((key, rollup::encode_dense(pts, Resolution::Minute.ms())));
-                hours.push((
-                    key,
-                    rollup::encode(&rollup::buckets(pts, Resolution::Hour.ms())),
-                ));
+                chunks.push(chunk_rows((w, id, next_chunk), pts));
+                next_chunk += 1;
                 start = end;
             }
             remaining.extend(head[start..].iter().map(|&(ts, v)| (id, ts, v)));
             cut_counts.push((id, start));
         }
         // In key order: one sequential pass, appended after the existing windows.
-        chunks.sort_unstable_by_key(|(key, _)| *key);
-        minutes.sort_unstable_by_key(|(key, _)| *key);
-        hours.sort_unstable_by_key(|(key, _)| *key);
+        chunks.sort_unstable_by_key(|c| c.0);
         let seq = writer.next_wal;
         let txn = self.durable_write()?;
         {
             let mut table = txn.open_table(CHUNKS)?;
-            for (key, value) in &chunks {
-                table.insert(key, value.as_slice())?;
-            }
-            for (def, rows) in [(ROLLUP_1M, &minutes), (ROLLUP_1H, &hours)] {
-                let mut table = txn.open_table(def)?;
-                for (key, value) in rows {
-                    table.insert(key, value.as_slice())?;
-                }
+            let mut minute_rows = txn.open_table(ROLLUP_1M)?;
+            let mut hour_rows = txn.open_table(ROLLUP_1H)?;
+            for rows in &chunks {
+                table.insert(rows.0, rows.1.as_slice())?;
+                minute_rows.insert(rows.0, rows.2.as_slice())?;
+                hour_rows.insert(rows.0, rows.3.as_slice())?;
             }
             let mut wal = txn.open_table(WAL)?;
             wal.retain(|_, _| false)?;
             if !remaining.is_empty() {
                 wal.insert(seq, encode_wal(&remaining).as_slice())?;
             }
-            txn.open_table(META)?.insert("next_wal", seq + 1)?;
+            let mut meta = txn.open_table(META)?;
+            meta.insert("next_wal", seq + 1)?;
+            meta.insert("next_chunk", next_chunk as u64)?;
         }
         txn.commit()?;
         writer.next_wal = seq + 1;
+        writer.next_chunk = next_chunk;
         writer.wal_samples = remaining.len();
         for (id, n) in cut_counts {
             if let Some(head) = heads.get_mut(&id) {
@@ -607,7 +636,10 @@ impl Store {
                 }
             }
             if !points.is_sorted_by_key(|p| p.0) {
+                // Late points cut into a later chunk: sort (stable: older chunks first),
+                // and on equal timestamps the newest chunk's value wins.
                 points.sort_by_key(|p| p.0);
+                newest_wins(&mut points);
             }
             if let Some(h) = head.get(&id) {
                 points = merge(std::mem::take(&mut points), h);

@@ -2,11 +2,12 @@
 
 use redb::TableDefinition;
 
-/// Store-wide counters: `format`, `next_series`, `next_wal`, `next_log`.
+/// Store-wide counters: `format`, `next_series`, `next_wal`, `next_chunk`, `next_log`, ...
 pub const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 /// Series id → encoded [`crate::SeriesKey`].
 pub const SERIES: TableDefinition<u64, &[u8]> = TableDefinition::new("series");
-/// (window, series id, first timestamp) → chunk: `[last ts: i64 LE][codec bytes]`.
+/// (window, series id, chunk sequence) → chunk: `[last ts: i64 LE][codec bytes]`. The
+/// sequence grows with every chunk cut, so late data never replaces a chunk.
 pub const CHUNKS: TableDefinition<(i64, u64, i64), &[u8]> = TableDefinition::new("chunks");
 /// 1-minute rollups, keyed like [`CHUNKS`]: the buckets of the chunk cut with that key
 /// (see [`crate::rollup`]).
@@ -55,7 +56,7 @@ pub const SILENCES: TableDefinition<u64, &[u8]> = TableDefinition::new("silences
 pub const ROUTE_GROUPS: TableDefinition<&str, &[u8]> = TableDefinition::new("route_groups");
 
 /// The on-disk format this code writes.
-pub const FORMAT_VERSION: u64 = 3;
+pub const FORMAT_VERSION: u64 = 4;
 
 /// Create the record tables (so readers never meet a missing table).
 pub(crate) fn create_record_tables(txn: &redb::WriteTransaction) -> Result<(), crate::StoreError> {

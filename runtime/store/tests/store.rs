@@ -361,3 +361,29 @@ fn retention_drops_whole_old_windows_and_old_head_points() {
     let pts = &store.query_raw("r", i64::MIN, i64::MAX).expect("query")[0].points;
     assert_eq!(pts[0].0, 4 * WINDOW_MS + 30 * 60_000);
 }
+
+#[test]
+fn late_points_for_a_cut_window_are_kept_and_the_newest_value_wins() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("db");
+    {
+        let store = Store::open(&path).expect("open");
+        let batch: Vec<Sample> = (0..100).map(|i| s("m", &[], i * 1000, i as f64)).collect();
+        store.ingest(&batch).expect("ingest");
+        store.flush().expect("flush");
+        // Late: a duplicate of the window's first timestamp (once this replaced the
+        // whole chunk cut before it), and a point in the middle.
+        store
+            .ingest(&[s("m", &[], 0, -1.0), s("m", &[], 50_500, 0.5)])
+            .expect("ingest");
+        store.flush().expect("flush");
+        assert!(store.chunk_count().expect("chunks") >= 2);
+    }
+    let store = Store::open(&path).expect("reopen");
+    let raw = store.query_raw("m", i64::MIN, i64::MAX).expect("raw");
+    let pts = &raw[0].points;
+    assert_eq!(pts.len(), 101, "every point kept, the duplicate once");
+    assert_eq!(pts[0], (0, -1.0), "the newer value wins");
+    assert_eq!(pts[51], (50_500, 0.5));
+    assert_eq!(pts[100], (99_000, 99.0));
+}
