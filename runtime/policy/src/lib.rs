@@ -4,9 +4,11 @@
 //! This crate decides what a manifest means and refuses a malformed one with an error
 //! naming the file and field; it leaves isolation to the engine and scheduling to callers.
 
+pub mod fixtures;
 mod manifest;
 mod set;
 
+pub use fixtures::{Fixture, FixtureResult, run_fixtures};
 pub use manifest::{
     FailureSection, InputSection, Manifest, ManifestError, Mode, NoData, RuleSection,
 };

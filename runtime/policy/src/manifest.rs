@@ -46,6 +46,10 @@ pub struct Manifest {
     /// that never notifies — to try a new rule beside the one it replaces.
     #[serde(default)]
     pub mode: Mode,
+    /// Examples the rule must get right (`[[fixture]]`), run by `tocsin rule test` and
+    /// before every deployment of this version.
+    #[serde(default, rename = "fixture")]
+    pub fixtures: Vec<crate::fixtures::Fixture>,
 }
 
 /// Whether a rule's alerts are notified.
@@ -210,6 +214,9 @@ impl Manifest {
             if let Err(e) = tocsin_store::Selector::parse(sel) {
                 return Err(invalid("input.select", e.to_string()));
             }
+        }
+        for f in &manifest.fixtures {
+            crate::fixtures::check(f).map_err(|e| invalid("fixture", e))?;
         }
         if manifest.input.lookback < Duration::from_secs(1) {
             return Err(invalid("input.lookback", "must be at least 1s".into()));

@@ -27,6 +27,20 @@ enum Command {
     /// Work with configuration files.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Work with alert rules.
+    #[command(subcommand)]
+    Rule(RuleCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum RuleCommand {
+    /// Run the `[[fixture]]`s of policy manifests against their built components; exit 1
+    /// if any fails.
+    Test {
+        /// Manifests (`policies/NAME.toml`).
+        #[arg(required = true)]
+        manifests: Vec<PathBuf>,
+    },
 }
 
 #[derive(Debug, clap::Args)]
@@ -56,6 +70,43 @@ enum ConfigCommand {
     Default,
 }
 
+/// `tocsin rule test`: load each manifest (hash, grants, imports checked as at deploy
+/// time) and run its fixtures.
+fn rule_test(manifests: &[PathBuf]) -> anyhow::Result<()> {
+    let engine = tocsin_engine::Engine::new(
+        tocsin_engine::EngineConfig::default(),
+        tocsin_engine::Providers::local(),
+    )?;
+    let mut failures = 0;
+    for path in manifests {
+        let policy = match tocsin_policy::load_one(&engine, path) {
+            Ok(p) => p,
+            Err(e) => {
+                println!("FAIL {}: {e}", path.display());
+                failures += 1;
+                continue;
+            }
+        };
+        let results = tocsin_policy::run_fixtures(&policy);
+        if results.is_empty() {
+            println!("--   {}: no fixtures", policy.name);
+        }
+        for r in results {
+            match r.failure {
+                None => println!("ok   {}: {}", policy.name, r.name),
+                Some(f) => {
+                    println!("FAIL {}: {}: {f}", policy.name, r.name);
+                    failures += 1;
+                }
+            }
+        }
+    }
+    if failures > 0 {
+        anyhow::bail!("{failures} failed");
+    }
+    Ok(())
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
@@ -74,6 +125,7 @@ fn main() -> ExitCode {
                 .map(|_| println!("{}: ok", file.display()))
                 .map_err(anyhow::Error::from)
         }
+        Command::Rule(RuleCommand::Test { manifests }) => rule_test(&manifests),
         Command::Config(ConfigCommand::Default) => {
             print!("{}", config::DEFAULT_FILE);
             Ok(())

@@ -1,6 +1,6 @@
 //! Hot reload: the policy directory is the desired set. One path serves the start, the file
 //! watcher and rollback: read → parse → verify the pinned hash → compile (cached) → check
-//! imports against grants → refuse new grants unless allowed → record the version (with
+//! imports against grants → run the manifest's fixtures → refuse new grants unless allowed → record the version (with
 //! its component) in the store → swap at an evaluation boundary (the scheduler applies the
 //! new version between two evaluations; a collector's thread finishes its round first).
 //! Only policies whose manifest or component changed are touched. Any failure leaves the
@@ -207,6 +207,16 @@ impl Reloader {
         record: bool,
     ) -> Result<(), String> {
         let policy = load_files(&self.engine, &files).map_err(|e| e.to_string())?;
+        let failed: Vec<String> = tocsin_policy::run_fixtures(&policy)
+            .into_iter()
+            .filter_map(|r| {
+                r.failure
+                    .map(|f| format!("fixture `{}` failed: {f}", r.name))
+            })
+            .collect();
+        if !failed.is_empty() {
+            return Err(format!("{}: {}", files.path.display(), failed.join("; ")));
+        }
         let grants: BTreeSet<String> = policy.manifest.grants.iter().cloned().collect();
         let before: Option<BTreeSet<String>> = match self.running.get(&policy.name) {
             Some(r) => Some(r.grants.clone()),

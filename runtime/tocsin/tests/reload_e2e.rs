@@ -18,6 +18,10 @@ fn write(dir: &Path, name: &str, text: &str) {
     std::fs::rename(&tmp, dir.join(name)).expect("rename");
 }
 
+/// A fixture this rule (threshold -1: everything fires) fails.
+const FIXTURE: &str = "[[fixture]]\nname = \"quiet at 50 %\"\n\
+    series = ['cpu_usage_percent{host=\"a\"} 50']\nexpect = []";
+
 fn rule(component: &str, critical: u32, extra: &str) -> String {
     format!(
         "kind = \"alert-rule\"\ncomponent = {component:?}\ninterval = \"1s\"\n{extra}\n\
@@ -152,6 +156,11 @@ fn edits_swap_live_broken_versions_are_refused_and_rollback_works() {
             "wrong hash",
             rule(&guest("cpu_high"), 1, &hash),
             "expects 0000",
+        ),
+        (
+            "failing fixture",
+            rule(&guest("cpu_high"), 1, FIXTURE),
+            "fixture `quiet at 50",
         ),
     ] {
         write(dir.path(), "cpu-any.toml", &text);

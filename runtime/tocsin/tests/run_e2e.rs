@@ -325,3 +325,70 @@ fn a_rule_fires_and_its_group_is_notified() {
         "{alert}"
     );
 }
+
+#[test]
+fn rule_test_runs_the_fixtures_of_a_manifest() {
+    let out = Command::new(env!("CARGO_BIN_EXE_tocsin"))
+        .args(["rule", "test"])
+        .arg(repo().join("policies/cpu-high.toml"))
+        .output()
+        .expect("run");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    assert_eq!(stdout.matches("ok   cpu-high").count(), 4, "{stdout}");
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let text = std::fs::read_to_string(repo().join("policies/cpu-high.toml"))
+        .expect("read")
+        .replace(
+            "component = \"../guests",
+            &format!("component = \"{}/guests", repo().display()),
+        )
+        .replace(
+            "expect = []",
+            "expect = [{ labels = { host = \"web-1\" } }]",
+        );
+    let path = dir.path().join("cpu-high.toml");
+    std::fs::write(&path, text).expect("write");
+    let out = Command::new(env!("CARGO_BIN_EXE_tocsin"))
+        .args(["rule", "test"])
+        .arg(&path)
+        .output()
+        .expect("run");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success(), "{stdout}");
+    assert!(
+        stdout.contains("FAIL cpu-high: quiet below 90 % when not active: expected but not fired"),
+        "{stdout}"
+    );
+
+    // The README's first rule, its manifest as printed there.
+    let readme = std::fs::read_to_string(repo().join("README.md")).expect("readme");
+    let start = readme
+        .find("   kind = \"alert-rule\"")
+        .expect("manifest in README");
+    let end = start + readme[start..].find("   ```").expect("end of manifest");
+    let manifest: String = readme[start..end]
+        .lines()
+        .map(|l| l.strip_prefix("   ").unwrap_or(l))
+        .collect::<Vec<_>>()
+        .join("\n")
+        .replace(
+            "../guests/target/wasm32-wasip2/release/my_rule.wasm",
+            &guest("load_high"),
+        );
+    let path = dir.path().join("my-rule.toml");
+    std::fs::write(&path, manifest).expect("write");
+    let out = Command::new(env!("CARGO_BIN_EXE_tocsin"))
+        .args(["rule", "test"])
+        .arg(&path)
+        .output()
+        .expect("run");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("ok   my-rule: fires above 4"), "{stdout}");
+}
