@@ -16,24 +16,23 @@ pub fn step_align(
     lookback: i64,
 ) -> Vec<(i64, f64)> {
     let mut out = Vec::new();
-    if step <= 0 || end < start {
-        return out;
-    }
     let mut i = 0;
-    let mut t = start;
-    while t <= end {
+    for t in step_times(start, end, step) {
         while i < points.len() && points[i].0 <= t {
             i += 1;
         }
         if i > 0 && points[i - 1].0 > t.saturating_sub(lookback) && !is_stale(points[i - 1].1) {
             out.push((t, points[i - 1].1));
         }
-        t = match t.checked_add(step) {
-            Some(next) => next,
-            None => break,
-        };
     }
     out
+}
+
+/// The times `start, start + step, .. <= end` (none when `step <= 0`; stops rather than
+/// overflow).
+pub fn step_times(start: i64, end: i64, step: i64) -> impl Iterator<Item = i64> {
+    std::iter::successors((step > 0).then_some(start), move |t| t.checked_add(step))
+        .take_while(move |t| *t <= end)
 }
 
 /// Prometheus' `increase` (`rate` = this / window seconds) over the points in

@@ -15,6 +15,7 @@
 use std::str::FromStr;
 
 use crate::codec::{self, CodecError};
+use crate::query::step_times;
 use crate::series::is_stale;
 
 /// A rollup resolution.
@@ -334,8 +335,7 @@ pub fn fold_steps(
 ) -> Vec<(i64, f64)> {
     let mut out = Vec::new();
     let mut i = buckets.partition_point(|b| b.end <= start.saturating_sub(step));
-    let mut t = start;
-    while t <= end {
+    for t in step_times(start, end, step) {
         let mut acc: Option<Bucket> = None;
         while i < buckets.len() && buckets[i].end <= t {
             match acc.as_mut() {
@@ -347,10 +347,6 @@ pub fn fold_steps(
         if let Some(v) = acc.as_ref().and_then(|a| agg.value(a)) {
             out.push((t, v));
         }
-        t = match t.checked_add(step) {
-            Some(next) => next,
-            None => break,
-        };
     }
     out
 }
@@ -366,8 +362,7 @@ pub fn align_last(
 ) -> Vec<(i64, f64)> {
     let mut out = Vec::new();
     let mut i = 0;
-    let mut t = start;
-    while t <= end {
+    for t in step_times(start, end, step) {
         while i < buckets.len() && buckets[i].end <= t {
             i += 1;
         }
@@ -377,10 +372,6 @@ pub fn align_last(
                 out.push((t, b.last));
             }
         }
-        t = match t.checked_add(step) {
-            Some(next) => next,
-            None => break,
-        };
     }
     out
 }

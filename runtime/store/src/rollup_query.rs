@@ -8,23 +8,8 @@ use redb::ReadableTable;
 use crate::error::StoreError;
 use crate::rollup::{self, Bucket, Column, Resolution, RollupAgg};
 use crate::series::SeriesKey;
-use crate::store::{SeriesData, Store, decode_into, rollup_table, window};
+use crate::store::{SeriesData, Store, check_steps, decode_into, rollup_table, window};
 use crate::tables::CHUNKS;
-
-/// Most steps one query may ask for.
-const MAX_STEPS: i64 = 11_000;
-
-fn check(start: i64, end: i64, step: i64) -> Result<(), StoreError> {
-    if step <= 0 || end < start {
-        return Err(StoreError::Query("need step > 0 and start <= end".into()));
-    }
-    if (i128::from(end) - i128::from(start)) / i128::from(step) > i128::from(MAX_STEPS) {
-        return Err(StoreError::Query(format!(
-            "more than {MAX_STEPS} steps; raise the step"
-        )));
-    }
-    Ok(())
-}
 
 impl Store {
     /// Call `f` with every selected series and its `res` buckets ending in `[start, end]`,
@@ -121,7 +106,7 @@ impl Store {
         step: i64,
         agg: RollupAgg,
     ) -> Result<Vec<SeriesData>, StoreError> {
-        check(start, end, step)?;
+        check_steps(start, end, step)?;
         let mut out = Vec::new();
         let mut keep = |key: SeriesKey, points: Vec<(i64, f64)>| {
             if !points.is_empty() {

@@ -74,20 +74,29 @@ fn chunk_rows(key: (i64, u64, i64), pts: &[(i64, f64)]) -> ChunkRows {
 /// Head points copied out for one query, by series id.
 pub(crate) type HeadCopy = HashMap<u64, Vec<(i64, f64)>>;
 
-/// Arguments of a range query: positive step and lookback, start ≤ end, ≤ 11,000 steps
-/// (computed without overflow, whatever the caller sent).
-fn check_range(start: i64, end: i64, step: i64, lookback: i64) -> Result<(), StoreError> {
-    if step <= 0 || lookback <= 0 || end < start {
-        return Err(StoreError::Query(
-            "need step > 0, lookback > 0 and start <= end".into(),
-        ));
+/// Most steps one range query may ask for.
+pub(crate) const MAX_STEPS: i64 = 11_000;
+
+/// Steps of a range query: positive step, start ≤ end, at most [`MAX_STEPS`] (counted
+/// without overflow, whatever the caller sent).
+pub(crate) fn check_steps(start: i64, end: i64, step: i64) -> Result<(), StoreError> {
+    if step <= 0 || end < start {
+        return Err(StoreError::Query("need step > 0 and start <= end".into()));
     }
-    if (i128::from(end) - i128::from(start)) / i128::from(step) > 11_000 {
-        return Err(StoreError::Query(
-            "more than 11000 steps; raise the step".into(),
-        ));
+    if (i128::from(end) - i128::from(start)) / i128::from(step) > i128::from(MAX_STEPS) {
+        return Err(StoreError::Query(format!(
+            "more than {MAX_STEPS} steps; raise the step"
+        )));
     }
     Ok(())
+}
+
+/// [`check_steps`] plus a positive lookback.
+fn check_range(start: i64, end: i64, step: i64, lookback: i64) -> Result<(), StoreError> {
+    if lookback <= 0 {
+        return Err(StoreError::Query("lookback must be > 0".into()));
+    }
+    check_steps(start, end, step)
 }
 
 /// The table of a resolution.
