@@ -11,7 +11,7 @@ use tocsin_engine::GuestStats;
 use tocsin_store::AlertRecord;
 
 use crate::error::AppError;
-use crate::metrics::{blocking, number};
+use crate::metrics::{blocking, now_ms, number};
 use crate::state::AppState;
 
 /// Filter of `GET /api/alerts`.
@@ -179,13 +179,6 @@ fn silence(s: &tocsin_store::Silence, now: i64) -> Value {
         "id": s.id, "matchers": s.matchers, "starts_ms": s.starts_ms, "ends_ms": s.ends_ms,
         "author": s.author, "comment": s.comment, "state": state,
     })
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
 }
 
 /// `GET /api/silences`.

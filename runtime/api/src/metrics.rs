@@ -49,7 +49,8 @@ pub struct LatestParams {
     lookback: Option<i64>,
 }
 
-fn now_ms() -> i64 {
+/// Now, in ms since the epoch.
+pub(crate) fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)

@@ -81,15 +81,7 @@ impl Store {
         now_ms: i64,
         limit: usize,
     ) -> Result<Vec<OutboxMessage>, StoreError> {
-        let read = self.db().begin_read()?;
-        let due = read.open_table(OUTBOX_DUE)?;
-        let table = read.open_table(OUTBOX)?;
-        let mut out = Vec::new();
-        for row in due.range((i64::MIN, 0)..=(now_ms, u64::MAX))?.take(limit) {
-            let (_, id) = row?.0.value();
-            out.push(load(&table, id)?);
-        }
-        Ok(out)
+        self.due(None, now_ms, limit)
     }
 
     /// [`Store::due_messages`] of one channel (each channel's deliverer takes its own, so
@@ -97,6 +89,15 @@ impl Store {
     pub fn due_messages_on(
         &self,
         channel: &str,
+        now_ms: i64,
+        limit: usize,
+    ) -> Result<Vec<OutboxMessage>, StoreError> {
+        self.due(Some(channel), now_ms, limit)
+    }
+
+    fn due(
+        &self,
+        channel: Option<&str>,
         now_ms: i64,
         limit: usize,
     ) -> Result<Vec<OutboxMessage>, StoreError> {
@@ -110,7 +111,7 @@ impl Store {
             }
             let (_, id) = row?.0.value();
             let m = load(&table, id)?;
-            if m.message.channel == channel {
+            if channel.is_none_or(|c| m.message.channel == c) {
                 out.push(m);
             }
         }
