@@ -326,15 +326,26 @@ fn a_rule_fires_and_its_group_is_notified() {
     );
 }
 
-#[test]
-fn rule_test_runs_the_fixtures_of_a_manifest() {
+/// `tocsin rule test MANIFEST`: whether it passed, and what it printed (stdout, then
+/// stderr).
+fn rule_test(manifest: &std::path::Path) -> (bool, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_tocsin"))
         .args(["rule", "test"])
-        .arg(repo().join("policies/cpu-high.toml"))
+        .arg(manifest)
         .output()
         .expect("run");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{stdout}");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+#[test]
+fn rule_test_runs_the_fixtures_of_a_manifest() {
+    let (passed, stdout) = rule_test(&repo().join("policies/cpu-high.toml"));
+    assert!(passed, "{stdout}");
     assert_eq!(stdout.matches("ok   cpu-high").count(), 4, "{stdout}");
 
     let dir = tempfile::tempdir().expect("tempdir");
@@ -350,13 +361,8 @@ fn rule_test_runs_the_fixtures_of_a_manifest() {
         );
     let path = dir.path().join("cpu-high.toml");
     std::fs::write(&path, text).expect("write");
-    let out = Command::new(env!("CARGO_BIN_EXE_tocsin"))
-        .args(["rule", "test"])
-        .arg(&path)
-        .output()
-        .expect("run");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(!out.status.success(), "{stdout}");
+    let (passed, stdout) = rule_test(&path);
+    assert!(!passed, "{stdout}");
     assert!(
         stdout.contains("FAIL cpu-high: quiet below 90 % when not active: expected but not fired"),
         "{stdout}"
@@ -379,16 +385,7 @@ fn rule_test_runs_the_fixtures_of_a_manifest() {
         );
     let path = dir.path().join("my-rule.toml");
     std::fs::write(&path, manifest).expect("write");
-    let out = Command::new(env!("CARGO_BIN_EXE_tocsin"))
-        .args(["rule", "test"])
-        .arg(&path)
-        .output()
-        .expect("run");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let (passed, stdout) = rule_test(&path);
+    assert!(passed, "{stdout}");
     assert!(stdout.contains("ok   my-rule: fires above 4"), "{stdout}");
 }
