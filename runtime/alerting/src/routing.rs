@@ -48,6 +48,8 @@ impl Default for RoutingConfig {
                 name: "log".into(),
                 channel: "log".into(),
                 to: Vec::new(),
+                format: generic(),
+                routing_key: Secret::default(),
             }],
             inhibit: vec![InhibitRule {
                 source: r#"{alertname="host-down"}"#.into(),
@@ -82,12 +84,48 @@ pub struct Route {
 pub struct Receiver {
     /// Name routes refer to.
     pub name: String,
-    /// `log` (the runtime's log), `mail`, `webhook`, `mqtt` or `pipe`.
+    /// `log` (the runtime's log), `mail`, `webhook` or `pipe` (a command).
     pub channel: String,
-    /// Addresses, URLs, topics or commands (one message each).
+    /// Addresses, URLs or command lines (one message each).
     #[serde(default)]
     pub to: Vec<String>,
+    /// Webhook payload shape: `generic` (Alertmanager-like JSON), `slack`, `discord` or
+    /// `pagerduty` (Events API v2).
+    #[serde(default = "generic", skip_serializing_if = "is_generic")]
+    pub format: String,
+    /// PagerDuty integration (routing) key. Never logged.
+    #[serde(default, skip_serializing_if = "Secret::is_empty")]
+    pub routing_key: Secret,
 }
+
+fn generic() -> String {
+    "generic".into()
+}
+
+fn is_generic(s: &String) -> bool {
+    s == "generic"
+}
+
+/// A secret (password, routing key): read from configuration, never printed.
+#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(pub String);
+
+impl Secret {
+    /// Whether none was given.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_empty() { "\"\"" } else { "\"***\"" })
+    }
+}
+
+/// Webhook payload shapes.
+pub const WEBHOOK_FORMATS: [&str; 4] = ["generic", "slack", "discord", "pagerduty"];
 
 /// While an alert matching `source` fires, alerts matching `target` with the same values
 /// of the `equal` labels are not notified (a host down mutes that host's warnings).
@@ -194,10 +232,22 @@ impl RoutingConfig {
             }
         }
         for (i, r) in self.receivers.iter().enumerate() {
-            if !["log", "mail", "webhook", "mqtt", "pipe"].contains(&r.channel.as_str()) {
+            if !["log", "mail", "webhook", "pipe"].contains(&r.channel.as_str()) {
                 return Err(format!(
-                    "routing.receivers[{i}].channel: `{}` is not one of log, mail, webhook, mqtt, pipe",
+                    "routing.receivers[{i}].channel: `{}` is not one of log, mail, webhook, pipe",
                     r.channel
+                ));
+            }
+            if !WEBHOOK_FORMATS.contains(&r.format.as_str()) {
+                return Err(format!(
+                    "routing.receivers[{i}].format: `{}` is not one of {}",
+                    r.format,
+                    WEBHOOK_FORMATS.join(", ")
+                ));
+            }
+            if r.format == "pagerduty" && r.routing_key.is_empty() {
+                return Err(format!(
+                    "routing.receivers[{i}]: format pagerduty needs routing_key"
                 ));
             }
         }

@@ -133,6 +133,8 @@ fn silences_inhibition_and_maintenance_mute_what_they_match() {
         name: "oncall".into(),
         channel: "mail".into(),
         to: vec!["oncall@example.com".into(), "lead@example.com".into()],
+        format: "generic".into(),
+        routing_key: Default::default(),
     });
     config.routes.push(Route {
         matchers: r#"{severity="critical"}"#.into(),

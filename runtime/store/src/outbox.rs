@@ -120,13 +120,30 @@ impl Store {
 
     /// Record that the server accepted message `id`.
     pub fn mark_delivered(&self, id: u64, at_ms: i64, reply: &str) -> Result<(), StoreError> {
-        self.update_message(id, |m| {
+        self.mark_all_delivered(&[id], at_ms, reply)
+    }
+
+    /// Record that the server accepted messages `ids` (sent together, as a digest), in
+    /// one transaction.
+    pub fn mark_all_delivered(
+        &self,
+        ids: &[u64],
+        at_ms: i64,
+        reply: &str,
+    ) -> Result<(), StoreError> {
+        self.update_messages(ids, |m| {
             m.attempts += 1;
             m.delivery = Delivery::Delivered;
             m.delivered_ms = Some(at_ms);
             m.server_reply = Some(reply.to_string());
             m.last_error = None;
         })
+    }
+
+    /// Move pending messages' next attempt to `at_ms` without counting an attempt (a
+    /// recipient over its rate limit).
+    pub fn reschedule(&self, ids: &[u64], at_ms: i64) -> Result<(), StoreError> {
+        self.update_messages(ids, |m| m.next_attempt_ms = at_ms)
     }
 
     /// Record a failed attempt: retry at `retry_at_ms`, or give up when `None`.
@@ -136,7 +153,7 @@ impl Store {
         error: &str,
         retry_at_ms: Option<i64>,
     ) -> Result<(), StoreError> {
-        self.update_message(id, |m| {
+        self.update_messages(&[id], |m| {
             m.attempts += 1;
             m.last_error = Some(error.to_string());
             match retry_at_ms {
@@ -146,28 +163,31 @@ impl Store {
         })
     }
 
-    fn update_message(
+    /// Apply `f` to pending messages `ids` in one durable transaction (all or none).
+    fn update_messages(
         &self,
-        id: u64,
-        f: impl FnOnce(&mut OutboxMessage),
+        ids: &[u64],
+        mut f: impl FnMut(&mut OutboxMessage),
     ) -> Result<(), StoreError> {
         let txn = self.durable_write()?;
         {
             let mut table = txn.open_table(OUTBOX)?;
             let mut due = txn.open_table(OUTBOX_DUE)?;
-            let mut m = load(&table, id)?;
-            if m.delivery != Delivery::Pending {
-                return Err(StoreError::Refused(format!(
-                    "outbox message {id} is already {:?}",
-                    m.delivery
-                )));
+            for &id in ids {
+                let mut m = load(&table, id)?;
+                if m.delivery != Delivery::Pending {
+                    return Err(StoreError::Refused(format!(
+                        "outbox message {id} is already {:?}",
+                        m.delivery
+                    )));
+                }
+                due.remove((m.next_attempt_ms, id))?;
+                f(&mut m);
+                if m.delivery == Delivery::Pending {
+                    due.insert((m.next_attempt_ms, id), ())?;
+                }
+                table.insert(id, to_json(&m)?.as_slice())?;
             }
-            due.remove((m.next_attempt_ms, id))?;
-            f(&mut m);
-            if m.delivery == Delivery::Pending {
-                due.insert((m.next_attempt_ms, id), ())?;
-            }
-            table.insert(id, to_json(&m)?.as_slice())?;
         }
         txn.commit()?;
         Ok(())

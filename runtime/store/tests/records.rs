@@ -183,6 +183,33 @@ fn outbox_retries_delivers_and_never_resends() {
 }
 
 #[test]
+fn a_digest_marks_its_messages_together_and_postponing_counts_no_attempt() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(&dir.path().join("db")).expect("open");
+    let ids = store
+        .enqueue(&[mail("a@x"), mail("a@x"), mail("a@x")])
+        .expect("enqueue");
+    store.reschedule(&ids[..2], 9_000).expect("postpone");
+    let due = store.due_messages(8_999, 10).expect("due");
+    assert_eq!(due.iter().map(|m| m.id).collect::<Vec<_>>(), vec![ids[2]]);
+    assert_eq!(store.outbox_message(ids[0]).expect("msg").attempts, 0);
+    store
+        .mark_all_delivered(&ids[..2], 9_100, "digest: 250 OK")
+        .expect("digest");
+    for id in &ids[..2] {
+        let m = store.outbox_message(*id).expect("msg");
+        assert_eq!(m.delivery, Delivery::Delivered);
+        assert_eq!(m.server_reply.as_deref(), Some("digest: 250 OK"));
+    }
+    // All or nothing: one delivered id refuses the whole batch.
+    assert!(store.mark_all_delivered(&[ids[2], ids[0]], 9_200, "250").is_err());
+    assert_eq!(
+        store.outbox_message(ids[2]).expect("msg").delivery,
+        Delivery::Pending
+    );
+}
+
+#[test]
 fn guest_kv_is_namespaced_bounded_and_atomic() {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("db");

@@ -1,0 +1,16 @@
+//! Notifications: template rendering with a built-in fallback, and delivery from the
+//! durable outbox to mail (SMTP), webhooks (generic, Slack, Discord, PagerDuty) and
+//! commands, with retries, per-recipient rate limits and digests.
+
+pub mod command;
+pub mod config;
+pub mod deliver;
+pub mod mail;
+pub mod render;
+pub mod vars;
+pub mod webhook;
+
+pub use config::{MailConfig, NotifyConfig, Preset, Secret, Security};
+pub use deliver::{Deliverer, PassReport, spawn};
+pub use mail::{Email, FileAttachment, MailError, Mailer};
+pub use render::{Rendered, Templates, builtin};

@@ -1,0 +1,215 @@
+//! Mail through lettre's SMTP transport: STARTTLS, TLS or plain, optional login, a
+//! multipart/alternative body (text first, then HTML), attachments, several recipients, and
+//! the server's acceptance returned so the outbox can record it.
+
+use lettre::message::header::ContentType;
+use lettre::message::{Attachment, Mailbox, MultiPart, SinglePart};
+use lettre::transport::smtp::authentication::Credentials;
+use lettre::transport::smtp::client::{Tls, TlsParameters};
+use lettre::{Message, SmtpTransport, Transport};
+
+use crate::config::{MailConfig, Security};
+
+/// A mail failure, with whether retrying could help.
+#[derive(Debug, thiserror::Error)]
+pub enum MailError {
+    /// The message could not be built (bad address, header).
+    #[error("invalid message: {0}")]
+    Invalid(String),
+    /// The server could not be reached or refused it.
+    #[error("SMTP: {0}")]
+    Smtp(String),
+    /// Mail is not configured.
+    #[error("mail is not configured: {0}")]
+    NotConfigured(String),
+}
+
+/// A file sent along.
+#[derive(Debug, Clone)]
+pub struct FileAttachment {
+    /// File name shown to the reader.
+    pub name: String,
+    /// MIME type, e.g. `image/png`.
+    pub content_type: String,
+    /// Contents.
+    pub bytes: Vec<u8>,
+}
+
+/// A mail to send.
+#[derive(Debug, Clone, Default)]
+pub struct Email {
+    /// Recipients.
+    pub to: Vec<String>,
+    /// Subject.
+    pub subject: String,
+    /// Plain-text part.
+    pub text: String,
+    /// HTML part.
+    pub html: String,
+    /// Attachments.
+    pub attachments: Vec<FileAttachment>,
+    /// A stable Message-ID (`<...>`), so a receiver can recognise a repeat.
+    pub message_id: Option<String>,
+}
+
+/// An SMTP client over one configuration.
+pub struct Mailer {
+    transport: SmtpTransport,
+    from: Mailbox,
+}
+
+impl std::fmt::Debug for Mailer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Mailer").field("from", &self.from).finish()
+    }
+}
+
+impl Mailer {
+    /// A client for `config` (no connection is made yet).
+    pub fn new(config: &MailConfig) -> Result<Mailer, MailError> {
+        if config.from.is_empty() {
+            return Err(MailError::NotConfigured("mail.from is empty".into()));
+        }
+        let from: Mailbox = config
+            .from
+            .parse()
+            .map_err(|e| MailError::Invalid(format!("mail.from `{}`: {e}", config.from)))?;
+        let endpoint = config.endpoint().map_err(MailError::NotConfigured)?;
+        let tls = || {
+            TlsParameters::builder(endpoint.host.clone())
+                .dangerous_accept_invalid_certs(config.accept_invalid_certs)
+                .build()
+                .map_err(|e| MailError::Smtp(format!("TLS setup: {e}")))
+        };
+        let mut builder = SmtpTransport::builder_dangerous(&endpoint.host)
+            .port(endpoint.port)
+            .timeout(Some(config.timeout));
+        builder = match endpoint.security {
+            Security::None => builder.tls(Tls::None),
+            Security::Starttls => builder.tls(Tls::Required(tls()?)),
+            Security::Tls => builder.tls(Tls::Wrapper(tls()?)),
+        };
+        if !config.username.is_empty() {
+            builder = builder.credentials(Credentials::new(
+                config.username.clone(),
+                config.password.0.clone(),
+            ));
+        }
+        Ok(Mailer {
+            transport: builder.build(),
+            from,
+        })
+    }
+
+    /// Connect and say hello, without sending anything.
+    pub fn check(&self) -> Result<(), MailError> {
+        match self.transport.test_connection() {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(MailError::Smtp("the server did not answer NOOP".into())),
+            Err(e) => Err(MailError::Smtp(e.to_string())),
+        }
+    }
+
+    /// Build the MIME message.
+    pub fn build(&self, email: &Email) -> Result<Message, MailError> {
+        let mut builder = Message::builder()
+            .from(self.from.clone())
+            .subject(email.subject.clone());
+        if email.to.is_empty() {
+            return Err(MailError::Invalid("no recipient".into()));
+        }
+        for to in &email.to {
+            let mailbox: Mailbox = to
+                .parse()
+                .map_err(|e| MailError::Invalid(format!("recipient `{to}`: {e}")))?;
+            builder = builder.to(mailbox);
+        }
+        if let Some(id) = &email.message_id {
+            builder = builder.message_id(Some(id.clone()));
+        }
+        let body = MultiPart::alternative()
+            .singlepart(SinglePart::plain(email.text.clone()))
+            .singlepart(SinglePart::html(email.html.clone()));
+        let message = if email.attachments.is_empty() {
+            builder.multipart(body)
+        } else {
+            let mut mixed = MultiPart::mixed().multipart(body);
+            for a in &email.attachments {
+                let content_type = ContentType::parse(&a.content_type)
+                    .map_err(|e| MailError::Invalid(format!("{}: {e}", a.content_type)))?;
+                mixed = mixed
+                    .singlepart(Attachment::new(a.name.clone()).body(a.bytes.clone(), content_type));
+            }
+            builder.multipart(mixed)
+        };
+        message.map_err(|e| MailError::Invalid(e.to_string()))
+    }
+
+    /// Send; returns the server's reply to the message (`250 ...`).
+    pub fn send(&self, email: &Email) -> Result<String, MailError> {
+        let message = self.build(email)?;
+        let response = self
+            .transport
+            .send(&message)
+            .map_err(|e| MailError::Smtp(e.to_string()))?;
+        let text: Vec<&str> = response.message().collect();
+        Ok(format!("{} {}", response.code(), text.join(" ")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn mailer() -> Mailer {
+        let config = MailConfig {
+            from: "Tocsin <tocsin@example.org>".into(),
+            host: "127.0.0.1".into(),
+            port: 2525,
+            security: Security::None,
+            ..MailConfig::default()
+        };
+        Mailer::new(&config).expect("mailer")
+    }
+
+    #[test]
+    fn text_comes_before_html_and_attachments_follow() {
+        let m = mailer()
+            .build(&Email {
+                to: vec!["a@example.org".into(), "b@example.org".into()],
+                subject: "s".into(),
+                text: "plain body".into(),
+                html: "<p>html body</p>".into(),
+                attachments: vec![FileAttachment {
+                    name: "chart.png".into(),
+                    content_type: "image/png".into(),
+                    bytes: vec![0x89, b'P', b'N', b'G'],
+                }],
+                message_id: Some("<outbox-1@tocsin>".into()),
+            })
+            .expect("built");
+        let raw = String::from_utf8(m.formatted()).expect("utf8");
+        let (plain, html) = (
+            raw.find("text/plain").expect("plain"),
+            raw.find("text/html").expect("html"),
+        );
+        assert!(plain < html, "{raw}");
+        assert!(raw.contains("multipart/alternative"));
+        assert!(raw.contains("multipart/mixed"));
+        assert!(raw.contains("chart.png"));
+        assert!(raw.contains("Message-ID: <outbox-1@tocsin>"));
+        assert!(raw.contains("b@example.org"));
+    }
+
+    #[test]
+    fn bad_recipients_are_named() {
+        let err = mailer()
+            .build(&Email {
+                to: vec!["nobody".into()],
+                subject: "s".into(),
+                ..Email::default()
+            })
+            .unwrap_err();
+        assert!(err.to_string().contains("nobody"), "{err}");
+    }
+}

@@ -1,0 +1,138 @@
+//! The deliverer over a real store, through the command channel (a real child process per
+//! message): rate limits fold bursts into digests, failures back off and give up, refused
+//! kinds are recorded as failed.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::json;
+use tocsin_notify::{Deliverer, MailConfig, NotifyConfig, PassReport, Templates};
+use tocsin_store::{Delivery, NewMessage, Store};
+
+fn alert(recipient: &str, rule: &str, at: i64) -> NewMessage {
+    NewMessage {
+        channel: "pipe".into(),
+        recipient: recipient.into(),
+        kind: "server_alert".into(),
+        payload: json!({
+            "receiver": "cmd", "status": "firing", "group_labels": {},
+            "firing": [{"id": format!("{rule}/x"), "rule": rule, "status": "firing",
+                        "severity": "warning", "summary": format!("{rule} fired"),
+                        "labels": {"alertname": rule}}],
+            "resolved": [],
+        }),
+        not_before_ms: at,
+    }
+}
+
+fn setup(max: u32) -> (tempfile::TempDir, Arc<Store>, NotifyConfig) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Arc::new(Store::open(&dir.path().join("db")).expect("store"));
+    let mut config = NotifyConfig {
+        server_name: "hq".into(),
+        ..NotifyConfig::default()
+    };
+    config.rate_limit.max = max;
+    (dir, store, config)
+}
+
+fn deliverer(store: &Arc<Store>, config: &NotifyConfig) -> Deliverer {
+    Deliverer::new(
+        store.clone(),
+        Templates::default(),
+        config.clone(),
+        MailConfig::default(),
+        Vec::new(),
+    )
+}
+
+#[test]
+fn a_burst_to_one_recipient_becomes_one_digest() {
+    let (dir, store, config) = setup(5);
+    let log = dir.path().join("received");
+    let cmd = format!("sh -c 'cat >> {}; echo >> {}'", log.display(), log.display());
+    let mut d = deliverer(&store, &config);
+    store
+        .enqueue(&(0..3).map(|i| alert(&cmd, &format!("r{i}"), 1_000)).collect::<Vec<_>>())
+        .expect("enqueue");
+    let r = d.pass("pipe", 1_000).expect("pass");
+    assert_eq!((r.delivered, r.folded), (3, 0));
+    // 100 more with room for 2: one digest carrying all of them.
+    store
+        .enqueue(&(0..100).map(|i| alert(&cmd, &format!("b{i}"), 2_000)).collect::<Vec<_>>())
+        .expect("enqueue");
+    let r = d.pass("pipe", 2_000).expect("pass");
+    assert_eq!((r.delivered, r.folded), (100, 100));
+    let text = std::fs::read_to_string(&log).expect("log");
+    let lines: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("json line"))
+        .collect();
+    assert_eq!(lines.len(), 4, "three singles and one digest");
+    assert_eq!(lines[3]["kind"], "alert_digest");
+    assert_eq!(lines[3]["payload"]["firing"].as_array().map(Vec::len), Some(100));
+    assert!(lines[3]["subject"].as_str().unwrap_or("").contains("100 alerts"));
+    // The window is full now (4 of 5 sent, the digest counting once): one more fits ...
+    store.enqueue(&[alert(&cmd, "c0", 3_000)]).expect("enqueue");
+    assert_eq!(d.pass("pipe", 3_000).expect("pass").delivered, 1);
+    // ... and the next ones wait for the window instead of being dropped — also for a
+    // deliverer started afresh (a restart), which reads the window from the store and
+    // counts the digest once.
+    store
+        .enqueue(&[alert(&cmd, "c1", 4_000), alert(&cmd, "c2", 4_000)])
+        .expect("enqueue");
+    let mut restarted = deliverer(&store, &config);
+    let r = restarted.pass("pipe", 4_000).expect("pass");
+    assert_eq!(r.postponed, 2, "{r:?}");
+    let window_end = 1_000 + 600_000;
+    assert!(store.due_messages(window_end - 1, 10).expect("due").is_empty());
+    assert_eq!(store.due_messages(window_end, 10).expect("due").len(), 2);
+    let r = restarted.pass("pipe", window_end).expect("pass");
+    assert_eq!(r.delivered, 2, "{r:?}");
+}
+
+#[test]
+fn failures_back_off_with_jitter_then_give_up() {
+    let (_dir, store, mut config) = setup(10);
+    config.retry.initial = Duration::from_secs(10);
+    config.retry.max = Duration::from_secs(40);
+    config.retry.give_up_after = Duration::from_secs(3600);
+    let mut d = deliverer(&store, &config);
+    let ids = store.enqueue(&[alert("false", "r", 0)]).expect("enqueue");
+    let mut now = 0;
+    let mut waits = Vec::new();
+    for _ in 0..5 {
+        let r = d.pass("pipe", now).expect("pass");
+        assert_eq!(r.retried, 1, "{r:?}");
+        let m = store.outbox_message(ids[0]).expect("msg");
+        waits.push(m.next_attempt_ms - now);
+        now = m.next_attempt_ms;
+    }
+    // 10 s, 20 s, 40 s, 40 s, 40 s — each between half and all of it.
+    for (w, cap) in waits.iter().zip([10_000, 20_000, 40_000, 40_000, 40_000]) {
+        assert!(*w >= cap / 2 && *w <= cap, "{waits:?}");
+    }
+    let r = d.pass("pipe", 3_600_000).expect("pass");
+    assert_eq!(r.failed, 1);
+    let m = store.outbox_message(ids[0]).expect("msg");
+    assert_eq!(m.delivery, Delivery::Failed);
+    assert_eq!(m.attempts, 6);
+    assert!(m.last_error.unwrap_or_default().contains("exit status: 1"));
+}
+
+#[test]
+fn turned_off_kinds_are_recorded_not_sent() {
+    let (_dir, store, mut config) = setup(10);
+    config.kinds.insert("server_alert".into(), false);
+    let mut d = deliverer(&store, &config);
+    let ids = store.enqueue(&[alert("true", "r", 0)]).expect("enqueue");
+    assert_eq!(
+        d.pass("pipe", 0).expect("pass"),
+        PassReport {
+            failed: 1,
+            ..PassReport::default()
+        }
+    );
+    let m = store.outbox_message(ids[0]).expect("msg");
+    assert!(m.last_error.unwrap_or_default().contains("turned off"));
+}
