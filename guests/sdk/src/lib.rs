@@ -25,6 +25,8 @@
 
 pub use tocsin_guest_macros::world;
 
+pub mod html;
+
 #[doc(hidden)]
 pub use wit_bindgen as __wit_bindgen;
 

@@ -5,6 +5,7 @@
 mod alerts;
 mod error;
 mod metrics;
+mod notify;
 mod policies;
 mod routes;
 mod state;

@@ -32,7 +32,16 @@ pub fn app(state: AppState) -> Router {
             "/api/silences/{id}",
             axum::routing::delete(crate::alerts::expire_silence),
         )
-        .route("/api/notifications", get(crate::alerts::notifications))
+        .route(
+            "/api/notifications",
+            get(crate::alerts::notifications).post(crate::notify::enqueue),
+        )
+        .route("/api/templates", get(crate::notify::list))
+        .route("/api/charts/alert.png", get(crate::notify::alert_chart))
+        .route(
+            "/api/templates/{kind}/render",
+            axum::routing::post(crate::notify::render),
+        )
         .route("/api/health", get(crate::alerts::health))
         .route("/api/policies", get(crate::policies::list))
         .route(
@@ -301,6 +310,39 @@ mod tests {
             status,
             serde_json::from_slice(&bytes).unwrap_or(Value::Null),
         )
+    }
+
+    #[tokio::test]
+    async fn template_previews_render_without_sending_and_refuse_bad_input() {
+        let app = app(AppState::new());
+        let (status, body) = send(
+            app.clone(),
+            "POST",
+            "/api/templates/server_alert/render",
+            r#"{"firing": [{"id": "cpu-high/a", "rule": "cpu-high", "status": "firing",
+                "severity": "critical", "summary": "CPU at 97%", "labels": {"host": "a"}}],
+                "status": "firing"}"#,
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert_eq!(body["subject"], "[FIRING:1] cpu-high on tocsin");
+        assert!(body["text"].as_str().unwrap_or("").contains("CPU at 97%"));
+        assert!(
+            body["fallback"]
+                .as_str()
+                .unwrap_or("")
+                .contains("no template")
+        );
+        let (status, body) =
+            send(app.clone(), "POST", "/api/templates/welcome/render", "[1]").await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+        let (status, _) = send(app.clone(), "POST", "/api/templates/welcome/render", "{").await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        let (status, _) = send(app.clone(), "POST", "/api/templates/a%20b/render", "{}").await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        let (status, body) = get_json(app, "/api/templates").await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(body["templates"], serde_json::json!([]));
     }
 
     #[tokio::test]

@@ -4,9 +4,10 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
 use std::time::Instant;
 
-use tocsin_alerting::Board;
+use tocsin_alerting::{Board, Receiver};
 use tocsin_engine::Guest;
 use tocsin_engine::types::Sample;
+use tocsin_notify::{ChartRules, Site, Templates};
 use tocsin_store::Store;
 
 /// The latest round of one collector.
@@ -40,6 +41,10 @@ struct Inner {
     store: Option<Arc<Store>>,
     board: Arc<Board>,
     admin: RwLock<Option<Arc<dyn PolicyAdmin>>>,
+    templates: Templates,
+    charts: ChartRules,
+    site: RwLock<Site>,
+    receivers: RwLock<Vec<Receiver>>,
 }
 
 impl Default for AppState {
@@ -69,6 +74,10 @@ impl AppState {
                 store,
                 board: Board::new(),
                 admin: RwLock::new(None),
+                templates: Templates::default(),
+                charts: ChartRules::default(),
+                receivers: RwLock::new(Vec::new()),
+                site: RwLock::new(Site::default()),
             }),
         }
     }
@@ -143,6 +152,48 @@ impl AppState {
     pub fn latest(&self) -> BTreeMap<String, Round> {
         self.inner
             .latest
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// The template guests by kind (the reloader keeps them current).
+    pub fn templates(&self) -> &Templates {
+        &self.inner.templates
+    }
+
+    /// What charts know of each alert rule (the reloader keeps it current).
+    pub fn charts(&self) -> &ChartRules {
+        &self.inner.charts
+    }
+
+    /// Set the configured receivers (the only places `POST /api/notifications` sends to).
+    pub fn set_receivers(&self, receivers: Vec<Receiver>) {
+        *self
+            .inner
+            .receivers
+            .write()
+            .unwrap_or_else(|e| e.into_inner()) = receivers;
+    }
+
+    /// The configured receivers.
+    pub fn receivers(&self) -> Vec<Receiver> {
+        self.inner
+            .receivers
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Set the name and dashboard address messages use.
+    pub fn set_site(&self, site: Site) {
+        *self.inner.site.write().unwrap_or_else(|e| e.into_inner()) = site;
+    }
+
+    /// The name and dashboard address messages use.
+    pub fn site(&self) -> Site {
+        self.inner
+            .site
             .read()
             .unwrap_or_else(|e| e.into_inner())
             .clone()

@@ -36,8 +36,18 @@ pub fn run(command_line: &str, input: &[u8], timeout: Duration) -> Result<String
             String::from_utf8_lossy(&head).trim().to_string()
         })
     };
-    let stdout = drain(child.stdout.take().map(|p| Box::new(p) as Box<dyn std::io::Read + Send>));
-    let stderr = drain(child.stderr.take().map(|p| Box::new(p) as Box<dyn std::io::Read + Send>));
+    let stdout = drain(
+        child
+            .stdout
+            .take()
+            .map(|p| Box::new(p) as Box<dyn std::io::Read + Send>),
+    );
+    let stderr = drain(
+        child
+            .stderr
+            .take()
+            .map(|p| Box::new(p) as Box<dyn std::io::Read + Send>),
+    );
     let started = Instant::now();
     let status = loop {
         match child.try_wait() {
@@ -75,7 +85,10 @@ mod tests {
             Duration::from_secs(5),
         );
         assert_eq!(ok, Ok("exit 0 accepted".into()));
-        assert_eq!(std::fs::read_to_string(&out).ok().as_deref(), Some("{\"a\":1}"));
+        assert_eq!(
+            std::fs::read_to_string(&out).ok().as_deref(),
+            Some("{\"a\":1}")
+        );
         let err = run("sh -c 'echo nope >&2; exit 3'", b"", Duration::from_secs(5)).unwrap_err();
         assert!(err.contains("nope") && err.contains('3'), "{err}");
         let slow = run("sleep 5", b"", Duration::from_millis(200)).unwrap_err();

@@ -297,7 +297,10 @@ mod tests {
             })
         );
         m.from = "a@yahoo.com".into();
-        assert_eq!(m.endpoint().map(|e| e.host), Ok("smtp.mail.yahoo.com".into()));
+        assert_eq!(
+            m.endpoint().map(|e| e.host),
+            Ok("smtp.mail.yahoo.com".into())
+        );
         m.from = "a@example.org".into();
         assert!(m.endpoint().is_err(), "unknown domain needs a host");
         m.host = "mail.example.org".into();
@@ -305,7 +308,10 @@ mod tests {
         assert_eq!(m.endpoint().map(|e| e.port), Ok(465));
         m.preset = Preset::Office365;
         m.host.clear();
-        assert_eq!(m.endpoint().map(|e| e.host), Ok("smtp.office365.com".into()));
+        assert_eq!(
+            m.endpoint().map(|e| e.host),
+            Ok("smtp.office365.com".into())
+        );
     }
 
     #[test]

@@ -13,8 +13,9 @@ use serde_json::{Value, json};
 use tocsin_alerting::Receiver;
 use tocsin_store::{OutboxMessage, Store, StoreError};
 
+use crate::chart::ChartRules;
 use crate::config::{MailConfig, NotifyConfig};
-use crate::mail::{Email, Mailer};
+use crate::mail::{Email, FileAttachment, Mailer};
 use crate::render::{Rendered, Templates};
 use crate::vars::{Site, vars};
 
@@ -42,6 +43,9 @@ type SendResult = Result<String, String>;
 /// Delivery times per (channel, recipient).
 type SentLog = HashMap<(String, String), VecDeque<i64>>;
 
+/// Content-ID of the chart in a mail.
+const CHART_CID: &str = "chart";
+
 /// How the reply recorded for a digest's messages starts.
 const DIGEST_REPLY: &str = "digest of ";
 
@@ -49,6 +53,7 @@ const DIGEST_REPLY: &str = "digest of ";
 pub struct Deliverer {
     store: Arc<Store>,
     templates: Templates,
+    charts: ChartRules,
     config: NotifyConfig,
     mail_config: MailConfig,
     mailer: Result<Mailer, String>,
@@ -83,6 +88,7 @@ impl Deliverer {
     pub fn new(
         store: Arc<Store>,
         templates: Templates,
+        charts: ChartRules,
         config: NotifyConfig,
         mail_config: MailConfig,
         receivers: Vec<Receiver>,
@@ -95,6 +101,7 @@ impl Deliverer {
         Deliverer {
             store,
             templates,
+            charts,
             config,
             mail_config,
             mailer,
@@ -213,10 +220,18 @@ impl Deliverer {
         } else {
             ("alert_digest".to_string(), digest(messages))
         };
-        let v = vars(&kind, &recipient, &payload, &self.site, now);
+        let mut v = vars(&kind, &recipient, &payload, &self.site, now);
+        // Mail shows the chart inline; webhooks link to it (see `webhook::bodies`).
+        let chart = (channel == "mail")
+            .then(|| self.chart(&payload, now))
+            .flatten();
+        if chart.is_some() {
+            v.push(("chart_cid".into(), CHART_CID.into()));
+        }
         let rendered = self.templates.render(&kind, &v);
         let ids: Vec<u64> = messages.iter().map(|m| m.id).collect();
-        match self.send(channel, &kind, &recipient, &rendered, &payload, &ids) {
+        let sent = self.send(channel, &kind, &recipient, &rendered, &payload, &ids, chart);
+        match sent {
             Ok(reply) => {
                 let reply = if ids.len() > 1 {
                     format!("{DIGEST_REPLY}{} (with #{}): {reply}", ids.len(), ids[0])
@@ -263,6 +278,22 @@ impl Deliverer {
         Some(now + half + self.rng.i64(0..=delay - half))
     }
 
+    /// The chart of the first firing alert (else the first alert) of an alert payload.
+    fn chart(&self, payload: &Value, now: i64) -> Option<Vec<u8>> {
+        let alert = payload["firing"]
+            .as_array()
+            .and_then(|a| a.first())
+            .or_else(|| payload["resolved"].as_array().and_then(|a| a.first()))?;
+        let rule = alert["rule"].as_str()?;
+        let labels: BTreeMap<String, String> = alert["labels"]
+            .as_object()?
+            .iter()
+            .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string())))
+            .collect();
+        self.charts.png(&self.store, rule, &labels, now)
+    }
+
+    #[allow(clippy::too_many_arguments)] // one call site; a struct would only rename them
     fn send(
         &self,
         channel: &str,
@@ -271,6 +302,7 @@ impl Deliverer {
         rendered: &Rendered,
         payload: &Value,
         ids: &[u64],
+        chart: Option<Vec<u8>>,
     ) -> Result<String, String> {
         match channel {
             "mail" => {
@@ -286,6 +318,14 @@ impl Deliverer {
                     text: rendered.text.clone(),
                     html: rendered.html.clone(),
                     attachments: Vec::new(),
+                    inline: chart
+                        .map(|bytes| FileAttachment {
+                            name: CHART_CID.into(),
+                            content_type: "image/png".into(),
+                            bytes,
+                        })
+                        .into_iter()
+                        .collect(),
                     // Stable across retries, so a receiver can drop a repeat.
                     message_id: Some(format!(
                         "<tocsin.{}.{}@{}>",
@@ -301,14 +341,8 @@ impl Deliverer {
                 let r = self.receivers.iter().find(|r| r.name == receiver);
                 let format = r.map_or("generic", |r| r.format.as_str());
                 let key = r.map_or("", |r| r.routing_key.0.as_str());
-                let bodies = crate::webhook::bodies(
-                    format,
-                    key,
-                    kind,
-                    rendered,
-                    payload,
-                    &self.site.server_name,
-                );
+                let bodies =
+                    crate::webhook::bodies(format, key, kind, rendered, payload, &self.site);
                 crate::webhook::post(recipient, &bodies, self.config.timeout)
             }
             "pipe" => {

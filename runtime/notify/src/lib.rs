@@ -2,6 +2,7 @@
 //! durable outbox to mail (SMTP), webhooks (generic, Slack, Discord, PagerDuty) and
 //! commands, with retries, per-recipient rate limits and digests.
 
+pub mod chart;
 pub mod command;
 pub mod config;
 pub mod deliver;
@@ -10,7 +11,9 @@ pub mod render;
 pub mod vars;
 pub mod webhook;
 
+pub use chart::{ChartData, ChartRules, RuleChart};
 pub use config::{MailConfig, NotifyConfig, Preset, Secret, Security};
 pub use deliver::{Deliverer, PassReport, spawn};
 pub use mail::{Email, FileAttachment, MailError, Mailer};
 pub use render::{Rendered, Templates, builtin};
+pub use vars::{Site, as_payload, vars};

@@ -48,6 +48,8 @@ pub struct Email {
     pub html: String,
     /// Attachments.
     pub attachments: Vec<FileAttachment>,
+    /// Images the HTML shows inline, as `cid:{name}`.
+    pub inline: Vec<FileAttachment>,
     /// A stable Message-ID (`<...>`), so a receiver can recognise a repeat.
     pub message_id: Option<String>,
 }
@@ -127,9 +129,24 @@ impl Mailer {
         if let Some(id) = &email.message_id {
             builder = builder.message_id(Some(id.clone()));
         }
-        let body = MultiPart::alternative()
-            .singlepart(SinglePart::plain(email.text.clone()))
-            .singlepart(SinglePart::html(email.html.clone()));
+        let html = SinglePart::html(email.html.clone());
+        let body = if email.inline.is_empty() {
+            MultiPart::alternative()
+                .singlepart(SinglePart::plain(email.text.clone()))
+                .singlepart(html)
+        } else {
+            let mut related = MultiPart::related().singlepart(html);
+            for a in &email.inline {
+                let content_type = ContentType::parse(&a.content_type)
+                    .map_err(|e| MailError::Invalid(format!("{}: {e}", a.content_type)))?;
+                related = related.singlepart(
+                    Attachment::new_inline(a.name.clone()).body(a.bytes.clone(), content_type),
+                );
+            }
+            MultiPart::alternative()
+                .singlepart(SinglePart::plain(email.text.clone()))
+                .multipart(related)
+        };
         let message = if email.attachments.is_empty() {
             builder.multipart(body)
         } else {
@@ -137,8 +154,9 @@ impl Mailer {
             for a in &email.attachments {
                 let content_type = ContentType::parse(&a.content_type)
                     .map_err(|e| MailError::Invalid(format!("{}: {e}", a.content_type)))?;
-                mixed = mixed
-                    .singlepart(Attachment::new(a.name.clone()).body(a.bytes.clone(), content_type));
+                mixed = mixed.singlepart(
+                    Attachment::new(a.name.clone()).body(a.bytes.clone(), content_type),
+                );
             }
             builder.multipart(mixed)
         };
@@ -185,6 +203,11 @@ mod tests {
                     content_type: "image/png".into(),
                     bytes: vec![0x89, b'P', b'N', b'G'],
                 }],
+                inline: vec![FileAttachment {
+                    name: "chart".into(),
+                    content_type: "image/png".into(),
+                    bytes: vec![0x89, b'P', b'N', b'G'],
+                }],
                 message_id: Some("<outbox-1@tocsin>".into()),
             })
             .expect("built");
@@ -196,6 +219,8 @@ mod tests {
         assert!(plain < html, "{raw}");
         assert!(raw.contains("multipart/alternative"));
         assert!(raw.contains("multipart/mixed"));
+        assert!(raw.contains("multipart/related"));
+        assert!(raw.contains("Content-ID: <chart>"), "{raw}");
         assert!(raw.contains("chart.png"));
         assert!(raw.contains("Message-ID: <outbox-1@tocsin>"));
         assert!(raw.contains("b@example.org"));

@@ -141,6 +141,7 @@ pub fn builtin(kind: &str, vars: &[(String, String)]) -> Rendered {
             };
             format!("[{status}:{firing}] {what} on {server}")
         }
+        _ if !var(vars, "subject").is_empty() => var(vars, "subject").to_string(),
         _ => format!("[{kind}] {server}"),
     };
     let mut text = String::new();

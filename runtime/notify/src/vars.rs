@@ -13,12 +13,34 @@ pub fn rfc3339(ms: i64) -> String {
 }
 
 /// The installation-wide variables.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Site {
     /// `server_name`.
     pub server_name: String,
     /// `base_url`, without a trailing slash.
     pub base_url: String,
+}
+
+impl Default for Site {
+    fn default() -> Self {
+        Site {
+            server_name: "tocsin".into(),
+            base_url: "http://127.0.0.1:8080".into(),
+        }
+    }
+}
+
+/// What a preview was given: a queued payload (`firing`/`resolved`/`vars`) as is, or a flat
+/// object of variables.
+pub fn as_payload(input: &Value) -> Value {
+    let queued = ["firing", "resolved", "vars"]
+        .iter()
+        .any(|k| input.get(k).is_some());
+    if queued {
+        input.clone()
+    } else {
+        json!({ "vars": input })
+    }
 }
 
 fn text(v: &Value) -> String {
@@ -69,11 +91,9 @@ pub fn vars(
             recipient.split('@').next().unwrap_or(recipient).into(),
         ),
     ];
-    let mut set = |k: &str, v: String| {
-        match out.iter_mut().find(|(name, _)| name == k) {
-            Some(slot) => slot.1 = v,
-            None => out.push((k.to_string(), v)),
-        }
+    let mut set = |k: &str, v: String| match out.iter_mut().find(|(name, _)| name == k) {
+        Some(slot) => slot.1 = v,
+        None => out.push((k.to_string(), v)),
     };
     if let Some(given) = payload["vars"].as_object() {
         for (k, v) in given {
@@ -81,9 +101,15 @@ pub fn vars(
         }
     }
     let firing = payload["firing"].as_array().map_or(&[][..], Vec::as_slice);
-    let resolved = payload["resolved"].as_array().map_or(&[][..], Vec::as_slice);
+    let resolved = payload["resolved"]
+        .as_array()
+        .map_or(&[][..], Vec::as_slice);
     if !firing.is_empty() || !resolved.is_empty() {
-        let alerts: Vec<Value> = firing.iter().chain(resolved).map(|a| alert(a, site)).collect();
+        let alerts: Vec<Value> = firing
+            .iter()
+            .chain(resolved)
+            .map(|a| alert(a, site))
+            .collect();
         set("status", text(&payload["status"]));
         set("receiver", text(&payload["receiver"]));
         set("firing_count", firing.len().to_string());
@@ -98,7 +124,10 @@ pub fn vars(
         set("started", text(&first["started"]));
         set("link", text(&first["link"]));
         if let Some(labels) = first["labels"].as_object() {
-            let l: Vec<String> = labels.iter().map(|(k, v)| format!("{k}={}", text(v))).collect();
+            let l: Vec<String> = labels
+                .iter()
+                .map(|(k, v)| format!("{k}={}", text(v)))
+                .collect();
             set("labels", l.join(", "));
         }
         set("alerts", Value::Array(alerts).to_string());

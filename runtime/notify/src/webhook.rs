@@ -7,6 +7,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use crate::render::Rendered;
+use crate::vars::Site;
 
 /// Bodies to POST, in order, for one message.
 pub fn bodies(
@@ -15,8 +16,10 @@ pub fn bodies(
     kind: &str,
     rendered: &Rendered,
     payload: &Value,
-    server_name: &str,
+    site: &Site,
 ) -> Vec<Value> {
+    let server_name = site.server_name.as_str();
+    let chart = chart_url(payload, site);
     let status = payload["status"].as_str().unwrap_or("");
     let colour = match (status, worst_severity(payload)) {
         ("resolved", _) => (0x2e7d32, "#2e7d32"),
@@ -25,22 +28,28 @@ pub fn bodies(
         _ => (0xef6c00, "#ef6c00"),
     };
     match format {
-        "slack" => vec![json!({
-            "text": rendered.subject,
-            "attachments": [{
+        "slack" => {
+            let mut attachment = json!({
                 "color": colour.1,
                 "title": rendered.subject,
                 "text": cut(&rendered.text, 3000),
-            }],
-        })],
-        "discord" => vec![json!({
-            "content": cut(&rendered.subject, 2000),
-            "embeds": [{
+            });
+            if let Some(url) = &chart {
+                attachment["image_url"] = json!(url);
+            }
+            vec![json!({ "text": rendered.subject, "attachments": [attachment] })]
+        }
+        "discord" => {
+            let mut embed = json!({
                 "title": cut(&rendered.subject, 256),
                 "description": cut(&rendered.text, 4096),
                 "color": colour.0,
-            }],
-        })],
+            });
+            if let Some(url) = &chart {
+                embed["image"] = json!({ "url": url });
+            }
+            vec![json!({ "content": cut(&rendered.subject, 2000), "embeds": [embed] })]
+        }
         "pagerduty" => {
             let alerts = payload["firing"]
                 .as_array()
@@ -87,8 +96,29 @@ pub fn bodies(
                 .chain(payload["resolved"].as_array().into_iter().flatten())
                 .collect::<Vec<_>>(),
             "vars": payload["vars"],
+            "chart_url": chart,
         })],
     }
+}
+
+/// The dashboard's chart of the first firing (else first) alert of an alert payload.
+pub fn chart_url(payload: &Value, site: &Site) -> Option<String> {
+    let alert = payload["firing"]
+        .as_array()
+        .and_then(|a| a.first())
+        .or_else(|| payload["resolved"].as_array().and_then(|a| a.first()))?;
+    let mut query = form_urlencoded::Serializer::new(String::new());
+    query.append_pair("rule", alert["rule"].as_str()?);
+    for (k, v) in alert["labels"].as_object().into_iter().flatten() {
+        if let Some(v) = v.as_str() {
+            query.append_pair(k, v);
+        }
+    }
+    Some(format!(
+        "{}/api/charts/alert.png?{}",
+        site.base_url,
+        query.finish()
+    ))
 }
 
 fn worst_severity(payload: &Value) -> &str {
@@ -130,10 +160,7 @@ pub fn post(url: &str, bodies: &[Value], timeout: Duration) -> Result<String, St
             .map_err(|e| format!("POST {url}: {e}"))?;
         let status = response.status();
         if !status.is_success() {
-            let mut text = response
-                .into_body()
-                .read_to_string()
-                .unwrap_or_default();
+            let mut text = response.into_body().read_to_string().unwrap_or_default();
             text.truncate(300);
             return Err(format!("POST {url}: HTTP {status}: {text}"));
         }
@@ -163,21 +190,32 @@ mod tests {
         )
     }
 
+    fn site() -> Site {
+        Site {
+            server_name: "hq".into(),
+            base_url: "http://tocsin:8080".into(),
+        }
+    }
+
     #[test]
     fn shapes_follow_each_service() {
         let (r, p) = sample();
-        let slack = &bodies("slack", "", "server_alert", &r, &p, "hq")[0];
+        let slack = &bodies("slack", "", "server_alert", &r, &p, &site())[0];
         assert_eq!(slack["text"], r.subject);
         assert_eq!(slack["attachments"][0]["color"], "#c62828");
-        let discord = &bodies("discord", "", "server_alert", &r, &p, "hq")[0];
+        assert_eq!(
+            slack["attachments"][0]["image_url"],
+            "http://tocsin:8080/api/charts/alert.png?rule=cpu-high&host=a"
+        );
+        let discord = &bodies("discord", "", "server_alert", &r, &p, &site())[0];
         assert_eq!(discord["embeds"][0]["color"], 0xc62828);
-        let pd = bodies("pagerduty", "KEY", "server_alert", &r, &p, "hq");
+        let pd = bodies("pagerduty", "KEY", "server_alert", &r, &p, &site());
         assert_eq!(pd.len(), 2);
         assert_eq!(pd[0]["event_action"], "trigger");
         assert_eq!(pd[0]["dedup_key"], "cpu-high/host=a");
         assert_eq!(pd[0]["routing_key"], "KEY");
         assert_eq!(pd[1]["event_action"], "resolve");
-        let generic = &bodies("generic", "", "server_alert", &r, &p, "hq")[0];
+        let generic = &bodies("generic", "", "server_alert", &r, &p, &site())[0];
         assert_eq!(generic["alerts"].as_array().map(Vec::len), Some(2));
     }
 
@@ -185,7 +223,12 @@ mod tests {
     fn long_text_is_cut_to_the_service_limit() {
         let (mut r, p) = sample();
         r.text = "x".repeat(10_000);
-        let d = &bodies("discord", "", "server_alert", &r, &p, "hq")[0];
-        assert_eq!(d["embeds"][0]["description"].as_str().map(|s| s.chars().count()), Some(4096));
+        let d = &bodies("discord", "", "server_alert", &r, &p, &site())[0];
+        assert_eq!(
+            d["embeds"][0]["description"]
+                .as_str()
+                .map(|s| s.chars().count()),
+            Some(4096)
+        );
     }
 }

@@ -40,6 +40,7 @@ fn deliverer(store: &Arc<Store>, config: &NotifyConfig) -> Deliverer {
     Deliverer::new(
         store.clone(),
         Templates::default(),
+        tocsin_notify::ChartRules::default(),
         config.clone(),
         MailConfig::default(),
         Vec::new(),
@@ -50,16 +51,28 @@ fn deliverer(store: &Arc<Store>, config: &NotifyConfig) -> Deliverer {
 fn a_burst_to_one_recipient_becomes_one_digest() {
     let (dir, store, config) = setup(5);
     let log = dir.path().join("received");
-    let cmd = format!("sh -c 'cat >> {}; echo >> {}'", log.display(), log.display());
+    let cmd = format!(
+        "sh -c 'cat >> {}; echo >> {}'",
+        log.display(),
+        log.display()
+    );
     let mut d = deliverer(&store, &config);
     store
-        .enqueue(&(0..3).map(|i| alert(&cmd, &format!("r{i}"), 1_000)).collect::<Vec<_>>())
+        .enqueue(
+            &(0..3)
+                .map(|i| alert(&cmd, &format!("r{i}"), 1_000))
+                .collect::<Vec<_>>(),
+        )
         .expect("enqueue");
     let r = d.pass("pipe", 1_000).expect("pass");
     assert_eq!((r.delivered, r.folded), (3, 0));
     // 100 more with room for 2: one digest carrying all of them.
     store
-        .enqueue(&(0..100).map(|i| alert(&cmd, &format!("b{i}"), 2_000)).collect::<Vec<_>>())
+        .enqueue(
+            &(0..100)
+                .map(|i| alert(&cmd, &format!("b{i}"), 2_000))
+                .collect::<Vec<_>>(),
+        )
         .expect("enqueue");
     let r = d.pass("pipe", 2_000).expect("pass");
     assert_eq!((r.delivered, r.folded), (100, 100));
@@ -70,8 +83,16 @@ fn a_burst_to_one_recipient_becomes_one_digest() {
         .collect();
     assert_eq!(lines.len(), 4, "three singles and one digest");
     assert_eq!(lines[3]["kind"], "alert_digest");
-    assert_eq!(lines[3]["payload"]["firing"].as_array().map(Vec::len), Some(100));
-    assert!(lines[3]["subject"].as_str().unwrap_or("").contains("100 alerts"));
+    assert_eq!(
+        lines[3]["payload"]["firing"].as_array().map(Vec::len),
+        Some(100)
+    );
+    assert!(
+        lines[3]["subject"]
+            .as_str()
+            .unwrap_or("")
+            .contains("100 alerts")
+    );
     // The window is full now (4 of 5 sent, the digest counting once): one more fits ...
     store.enqueue(&[alert(&cmd, "c0", 3_000)]).expect("enqueue");
     assert_eq!(d.pass("pipe", 3_000).expect("pass").delivered, 1);
@@ -85,7 +106,12 @@ fn a_burst_to_one_recipient_becomes_one_digest() {
     let r = restarted.pass("pipe", 4_000).expect("pass");
     assert_eq!(r.postponed, 2, "{r:?}");
     let window_end = 1_000 + 600_000;
-    assert!(store.due_messages(window_end - 1, 10).expect("due").is_empty());
+    assert!(
+        store
+            .due_messages(window_end - 1, 10)
+            .expect("due")
+            .is_empty()
+    );
     assert_eq!(store.due_messages(window_end, 10).expect("due").len(), 2);
     let r = restarted.pass("pipe", window_end).expect("pass");
     assert_eq!(r.delivered, 2, "{r:?}");

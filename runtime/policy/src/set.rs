@@ -20,6 +20,21 @@ pub struct LoadedPolicy {
     pub guest: Guest,
 }
 
+impl LoadedPolicy {
+    /// The notification kinds a template policy renders: `params.kinds` (comma-separated),
+    /// else its name with `-` as `_` (`server-alert` renders `server_alert`).
+    pub fn template_kinds(&self) -> Vec<String> {
+        match self.manifest.params.get("kinds") {
+            Some(list) => list
+                .split(',')
+                .map(|k| k.trim().to_string())
+                .filter(|k| !k.is_empty())
+                .collect(),
+            None => vec![self.name.replace('-', "_")],
+        }
+    }
+}
+
 /// Why one policy did not load.
 #[derive(Debug, thiserror::Error)]
 pub enum PolicyError {

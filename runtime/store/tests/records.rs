@@ -202,7 +202,11 @@ fn a_digest_marks_its_messages_together_and_postponing_counts_no_attempt() {
         assert_eq!(m.server_reply.as_deref(), Some("digest: 250 OK"));
     }
     // All or nothing: one delivered id refuses the whole batch.
-    assert!(store.mark_all_delivered(&[ids[2], ids[0]], 9_200, "250").is_err());
+    assert!(
+        store
+            .mark_all_delivered(&[ids[2], ids[0]], 9_200, "250")
+            .is_err()
+    );
     assert_eq!(
         store.outbox_message(ids[2]).expect("msg").delivery,
         Delivery::Pending

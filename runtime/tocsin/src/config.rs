@@ -25,6 +25,10 @@ pub struct Config {
     pub retention: RetentionConfig,
     /// Where alerts go: routes, grouping, receivers, inhibition, maintenance windows.
     pub routing: tocsin_alerting::RoutingConfig,
+    /// The SMTP server mail receivers send through.
+    pub mail: tocsin_notify::MailConfig,
+    /// Notification delivery: names and links in messages, retries, rate limits, kinds.
+    pub notify: tocsin_notify::NotifyConfig,
     /// Logging.
     pub log: LogConfig,
 }
@@ -110,6 +114,8 @@ impl Default for Config {
             engine: EngineSection::default(),
             retention: RetentionConfig::default(),
             routing: tocsin_alerting::RoutingConfig::default(),
+            mail: tocsin_notify::MailConfig::default(),
+            notify: tocsin_notify::NotifyConfig::default(),
             log: LogConfig::default(),
         }
     }
@@ -264,6 +270,26 @@ fn validate(config: &Config, fig: &Figment) -> Result<(), ConfigError> {
     }
     if let Err(e) = config.routing.validate() {
         return Err(ConfigError(format!("{e}, from {}", origin("routing"))));
+    }
+    if let Err(e) = config.mail.validate() {
+        return Err(ConfigError(format!("{e}, from {}", origin("mail"))));
+    }
+    if let Err(e) = config.notify.validate() {
+        return Err(ConfigError(format!("{e}, from {}", origin("notify"))));
+    }
+    if let Some(r) = config
+        .routing
+        .receivers
+        .iter()
+        .find(|r| r.channel == "mail")
+        .filter(|_| !config.mail.configured())
+    {
+        return Err(ConfigError(format!(
+            "routing receiver `{}` sends mail, but [mail] has no sender (from) and server \
+             (host or a preset), from {}",
+            r.name,
+            origin("mail")
+        )));
     }
     if let Err(e) = tracing_subscriber::EnvFilter::try_new(&config.log.level) {
         return Err(ConfigError(format!(

@@ -3,6 +3,7 @@
 
 mod collector;
 mod config;
+mod notify_cli;
 mod reload;
 mod run;
 
@@ -30,6 +31,46 @@ enum Command {
     /// Work with alert rules.
     #[command(subcommand)]
     Rule(RuleCommand),
+    /// Check mail settings.
+    #[command(subcommand)]
+    Mail(MailCommand),
+    /// Work with notification templates.
+    #[command(subcommand)]
+    Template(TemplateCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum MailCommand {
+    /// Connect to the configured SMTP server and, with `--to`, send a test message.
+    Test {
+        /// Configuration file (embedded defaults when absent).
+        #[arg(long, env = "TOCSIN_CONFIG")]
+        config: Option<PathBuf>,
+        /// Recipient (repeat for several).
+        #[arg(long)]
+        to: Vec<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum TemplateCommand {
+    /// Render a notification kind with the policy set's templates, without sending.
+    Render {
+        /// The kind: server_alert, alert_digest, daily_digest, maintenance, welcome, ...
+        kind: String,
+        /// JSON file: an object of variables, or a queued payload (firing/resolved alerts).
+        #[arg(long)]
+        vars: Option<PathBuf>,
+        /// Policy directory holding the template policies.
+        #[arg(long, default_value = "policies")]
+        policies: PathBuf,
+        /// Configuration file (server name, dashboard address).
+        #[arg(long, env = "TOCSIN_CONFIG")]
+        config: Option<PathBuf>,
+        /// Output: text (subject and text part), html, or json (everything).
+        #[arg(long, default_value = "text", value_parser = ["text", "html", "json"])]
+        format: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -126,6 +167,22 @@ fn main() -> ExitCode {
                 .map_err(anyhow::Error::from)
         }
         Command::Rule(RuleCommand::Test { manifests }) => rule_test(&manifests),
+        Command::Mail(MailCommand::Test { config, to }) => {
+            config::load(config.as_deref(), &config::Overrides::default())
+                .map_err(anyhow::Error::from)
+                .and_then(|c| notify_cli::mail_test(&c, &to))
+        }
+        Command::Template(TemplateCommand::Render {
+            kind,
+            vars,
+            policies,
+            config,
+            format,
+        }) => config::load(config.as_deref(), &config::Overrides::default())
+            .map_err(anyhow::Error::from)
+            .and_then(|c| {
+                notify_cli::template_render(&c, &policies, &kind, vars.as_deref(), &format)
+            }),
         Command::Config(ConfigCommand::Default) => {
             print!("{}", config::DEFAULT_FILE);
             Ok(())

@@ -172,6 +172,8 @@ impl Reloader {
             .collect();
         for name in gone {
             self.retire(&name);
+            self.state.templates().remove(&name);
+            self.state.charts().remove(&name);
             self.running.remove(&name);
             self.refused.remove(&name);
             self.on_disk.remove(&name);
@@ -281,12 +283,31 @@ impl Reloader {
                 Some(retired)
             }
             GuestKind::AlertRule | GuestKind::Scorer => {
+                if policy.manifest.kind == GuestKind::AlertRule {
+                    self.state.charts().set(
+                        &policy.name,
+                        tocsin_notify::RuleChart {
+                            select: policy.manifest.input.select.clone(),
+                            threshold: policy
+                                .manifest
+                                .params
+                                .get("threshold")
+                                .and_then(|t| t.trim().parse().ok()),
+                        },
+                    );
+                }
                 self.control
                     .send(Command::Upsert(Box::new(policy.clone())))
                     .map_err(|_| "the scheduler has stopped".to_string())?;
                 None
             }
-            // Templates and ingest guests are called on demand; loading them is enough.
+            GuestKind::Template => {
+                self.state
+                    .templates()
+                    .set(&policy.guest, &policy.template_kinds());
+                None
+            }
+            // Ingest guests are called on demand; loading them is enough.
             _ => None,
         };
         if let Some(version) = version {

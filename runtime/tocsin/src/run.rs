@@ -75,6 +75,33 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         tracing::error!(error = %e, dir = %config.policies.dir.display(), "policy directory not watched; changes need a restart");
     }
 
+    state.set_receivers(config.routing.receivers.clone());
+    state.set_site(tocsin_notify::Site {
+        server_name: config.notify.server_name(),
+        base_url: config.notify.base_url.trim_end_matches('/').to_string(),
+    });
+    {
+        let (store, templates) = (store.clone(), state.templates().clone());
+        let charts = state.charts().clone();
+        let (notify, mail) = (config.notify.clone(), config.mail.clone());
+        let receivers = config.routing.receivers.clone();
+        tocsin_notify::spawn(
+            move || {
+                tocsin_notify::Deliverer::new(
+                    store.clone(),
+                    templates.clone(),
+                    charts.clone(),
+                    notify.clone(),
+                    mail.clone(),
+                    receivers.clone(),
+                )
+            },
+            &["mail", "webhook", "pipe"],
+            Duration::from_millis(500),
+            stop.clone(),
+        )
+        .context("starting the notification threads")?;
+    }
     spawn_retention(store.clone(), config.retention.clone(), stop.clone())?;
     spawn_guest_metrics(state.clone(), store.clone(), stop.clone())?;
 

@@ -72,6 +72,24 @@ pub fn start_with(policies: &Path, data: &Path, port: u16, env: &[(&str, &str)])
     Tocsin(child)
 }
 
+/// Start `tocsin run --config FILE` (plus the usual flags).
+pub fn start_config(policies: &Path, data: &Path, port: u16, config: &Path) -> Tocsin {
+    let child = Command::new(env!("CARGO_BIN_EXE_tocsin"))
+        .args(["run", "--listen", &format!("127.0.0.1:{port}")])
+        .arg("--config")
+        .arg(config)
+        .arg("--policies")
+        .arg(policies)
+        .arg("--data-dir")
+        .arg(data)
+        .env_remove("TOCSIN_CONFIG")
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("spawn tocsin");
+    Tocsin(child)
+}
+
 pub fn wait_for<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {

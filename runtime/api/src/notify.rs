@@ -1,0 +1,173 @@
+//! Notification templates over HTTP: which kinds have a template guest, a preview that
+//! renders a kind from variables without sending anything (what the dashboard shows), and
+//! the PNG chart of an alert's series that chat messages link to; and queueing a message
+//! (maintenance notice, custom text, account message) for a configured receiver.
+
+use std::collections::BTreeMap;
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::http::header;
+use axum::response::IntoResponse;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::error::AppError;
+use crate::metrics::now_ms;
+use crate::state::AppState;
+
+/// `GET /api/templates`: the kinds rendered by a template guest, and by which.
+pub async fn list(State(state): State<AppState>) -> Json<Value> {
+    let t = state.templates();
+    let kinds: Vec<Value> = t
+        .kinds()
+        .into_iter()
+        .map(|k| {
+            let policy = t.get(&k).map(|g| g.name().to_string());
+            json!({ "kind": k, "policy": policy })
+        })
+        .collect();
+    Json(json!({ "templates": kinds }))
+}
+
+fn check_kind(kind: &str) -> Result<(), AppError> {
+    let ok = !kind.is_empty()
+        && kind.len() <= 64
+        && kind.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+    if ok {
+        Ok(())
+    } else {
+        Err(AppError::bad_request(
+            "kind: letters, digits and `_`, at most 64",
+        ))
+    }
+}
+
+/// Body of `POST /api/notifications`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewNotification {
+    /// A configured receiver (`routing.receivers[].name`): it names channel and recipients.
+    receiver: String,
+    /// `maintenance`, `custom`, `welcome`, ... (`server_alert` is the router's).
+    kind: String,
+    /// The template's variables (strings).
+    #[serde(default)]
+    vars: BTreeMap<String, String>,
+    /// Who asks (for the audit log).
+    #[serde(default)]
+    author: String,
+}
+
+/// `POST /api/notifications`: queue a message of `kind` for every recipient of a
+/// configured receiver. Recipients come only from the configuration, never the request.
+pub async fn enqueue(
+    State(state): State<AppState>,
+    body: Result<Json<NewNotification>, axum::extract::rejection::JsonRejection>,
+) -> Result<(axum::http::StatusCode, Json<Value>), AppError> {
+    let Json(b) = body.map_err(|e| AppError::bad_request(e.body_text()))?;
+    check_kind(&b.kind)?;
+    if b.kind == "server_alert" || b.kind == "alert_digest" {
+        return Err(AppError::bad_request(
+            "alert notifications come from the router, not the API",
+        ));
+    }
+    let receiver = state
+        .receivers()
+        .into_iter()
+        .find(|r| r.name == b.receiver)
+        .ok_or_else(|| AppError::bad_request(format!("no receiver named `{}`", b.receiver)))?;
+    let now = now_ms();
+    let to = if receiver.to.is_empty() {
+        vec![String::new()]
+    } else {
+        receiver.to.clone()
+    };
+    let messages: Vec<tocsin_store::NewMessage> = to
+        .into_iter()
+        .map(|recipient| tocsin_store::NewMessage {
+            channel: receiver.channel.clone(),
+            recipient,
+            kind: b.kind.clone(),
+            payload: json!({ "receiver": receiver.name, "vars": b.vars }),
+            not_before_ms: now,
+        })
+        .collect();
+    let author = if b.author.trim().is_empty() {
+        "api".to_string()
+    } else {
+        b.author.clone()
+    };
+    let ids = crate::metrics::blocking(&state, move |store| {
+        let ids = store.enqueue(&messages)?;
+        store.audit(&tocsin_store::AuditEntry {
+            ts_ms: now,
+            actor: author,
+            action: "notification.enqueue".into(),
+            target: b.receiver.clone(),
+            detail: format!("{} message(s) of kind {}", ids.len(), b.kind),
+        })?;
+        Ok(ids)
+    })
+    .await?;
+    Ok((
+        axum::http::StatusCode::ACCEPTED,
+        Json(json!({ "ids": ids })),
+    ))
+}
+
+/// `POST /api/templates/{kind}/render`: the body is a flat object of variables, or a
+/// queued payload (`firing`/`resolved` alert lists, `vars`); the answer is the subject,
+/// HTML and text, and `fallback` saying why the built-in rendering was used, if it was.
+pub async fn render(
+    State(state): State<AppState>,
+    Path(kind): Path<String>,
+    body: Result<Json<Value>, axum::extract::rejection::JsonRejection>,
+) -> Result<Json<Value>, AppError> {
+    let Json(input) = body.map_err(|e| AppError::bad_request(e.body_text()))?;
+    if !input.is_object() {
+        return Err(AppError::bad_request(
+            "the body must be a JSON object of variables or a queued payload",
+        ));
+    }
+    check_kind(&kind)?;
+    let recipient = input["recipient"].as_str().unwrap_or("").to_string();
+    let payload = tocsin_notify::as_payload(&input);
+    let templates = state.templates().clone();
+    let site = state.site();
+    let rendered = tokio::task::spawn_blocking(move || {
+        let vars = tocsin_notify::vars(&kind, &recipient, &payload, &site, now_ms());
+        templates.render(&kind, &vars)
+    })
+    .await
+    .map_err(|e| AppError::internal(format!("render task failed: {e}")))?;
+    Ok(Json(json!({
+        "subject": rendered.subject,
+        "html": rendered.html,
+        "text": rendered.text,
+        "fallback": rendered.fallback,
+    })))
+}
+
+/// `GET /api/charts/alert.png?rule=NAME&label=value...`: the series the alert fired on over
+/// the last three hours with the rule's threshold, as a PNG.
+pub async fn alert_chart(
+    State(state): State<AppState>,
+    Query(mut q): Query<BTreeMap<String, String>>,
+) -> Result<impl IntoResponse, AppError> {
+    let rule = q
+        .remove("rule")
+        .ok_or_else(|| AppError::bad_request("rule is required"))?;
+    let charts = state.charts().clone();
+    let now = now_ms();
+    let png = crate::metrics::blocking(&state, move |store| Ok(charts.png(store, &rule, &q, now)))
+        .await?
+        .ok_or_else(|| AppError::not_found("no series for this rule and these labels"))?;
+    Ok((
+        [
+            (header::CONTENT_TYPE, "image/png"),
+            (header::CACHE_CONTROL, "no-store"),
+        ],
+        png,
+    ))
+}

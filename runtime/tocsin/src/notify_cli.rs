@@ -1,0 +1,131 @@
+//! `tocsin mail test` (check the SMTP settings and send a test message) and
+//! `tocsin template render` (render a kind with the policy set's templates, send nothing).
+
+use std::path::Path;
+
+use anyhow::Context as _;
+use tocsin_notify::{Email, Mailer, Site, Templates};
+
+use crate::config::Config;
+
+fn site(config: &Config) -> Site {
+    Site {
+        server_name: config.notify.server_name(),
+        base_url: config.notify.base_url.trim_end_matches('/').to_string(),
+    }
+}
+
+/// Connect to the configured server, then send a test message to `to`.
+pub fn mail_test(config: &Config, to: &[String]) -> anyhow::Result<()> {
+    let endpoint = config
+        .mail
+        .endpoint()
+        .map_err(|e| anyhow::anyhow!("[mail]: {e}"))?;
+    println!(
+        "server {}:{} ({:?}), sender {}",
+        endpoint.host, endpoint.port, endpoint.security, config.mail.from
+    );
+    let mailer = Mailer::new(&config.mail)?;
+    mailer.check().context("connecting")?;
+    println!("connection ok");
+    if to.is_empty() {
+        return Ok(());
+    }
+    let site = site(config);
+    let now = tocsin_notify::deliver::now_ms();
+    let text = format!(
+        "This is a test message from Tocsin on {}, sent at {}.\n\nIf you can read it, mail \
+         notifications work.\n\nDashboard: {}\n",
+        site.server_name,
+        tocsin_notify::vars::rfc3339(now),
+        site.base_url
+    );
+    let html = format!(
+        "<!DOCTYPE html><html><body style=\"font-family:Arial,Helvetica,sans-serif\"><p>This \
+         is a test message from Tocsin on <strong>{}</strong>.</p><p>If you can read it, mail \
+         notifications work.</p><p><a href=\"{}\">Open the dashboard</a></p></body></html>",
+        tocsin_notify::render::escape(&site.server_name),
+        tocsin_notify::render::escape(&site.base_url)
+    );
+    let reply = mailer.send(&Email {
+        to: to.to_vec(),
+        subject: format!("Tocsin test message from {}", site.server_name),
+        text,
+        html,
+        attachments: Vec::new(),
+        inline: Vec::new(),
+        message_id: None,
+    })?;
+    println!("sent to {}: {reply}", to.join(", "));
+    Ok(())
+}
+
+/// Render `kind` with the template policies of `policies`; `vars_file` holds a JSON object
+/// of variables or a queued payload.
+pub fn template_render(
+    config: &Config,
+    policies: &Path,
+    kind: &str,
+    vars_file: Option<&Path>,
+    format: &str,
+) -> anyhow::Result<()> {
+    let input: serde_json::Value = match vars_file {
+        Some(f) => {
+            let text =
+                std::fs::read_to_string(f).with_context(|| format!("reading {}", f.display()))?;
+            serde_json::from_str(&text).with_context(|| format!("{}: not JSON", f.display()))?
+        }
+        None => serde_json::json!({}),
+    };
+    anyhow::ensure!(input.is_object(), "the variables must be a JSON object");
+    let engine = tocsin_engine::Engine::new(
+        tocsin_engine::EngineConfig::default(),
+        tocsin_engine::Providers::local(),
+    )?;
+    let templates = Templates::default();
+    let mut paths: Vec<_> = std::fs::read_dir(policies)
+        .with_context(|| format!("reading {}", policies.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+        .collect();
+    paths.sort();
+    // Only template policies are compiled.
+    for path in paths {
+        let is_template = std::fs::read_to_string(&path)
+            .ok()
+            .and_then(|text| tocsin_policy::Manifest::parse(&text, &path).ok())
+            .is_some_and(|m| m.kind == tocsin_engine::GuestKind::Template);
+        if !is_template {
+            continue;
+        }
+        match tocsin_policy::load_one(&engine, &path) {
+            Ok(p) => templates.set(&p.guest, &p.template_kinds()),
+            Err(e) => eprintln!("skipped: {e}"),
+        }
+    }
+    let recipient = input["recipient"].as_str().unwrap_or("").to_string();
+    let payload = tocsin_notify::as_payload(&input);
+    let vars = tocsin_notify::vars(
+        kind,
+        &recipient,
+        &payload,
+        &site(config),
+        tocsin_notify::deliver::now_ms(),
+    );
+    let r = templates.render(kind, &vars);
+    match format {
+        "json" => println!(
+            "{}",
+            serde_json::json!({"subject": r.subject, "text": r.text, "html": r.html,
+                               "fallback": r.fallback})
+        ),
+        "html" => println!("{}", r.html),
+        _ => {
+            if let Some(why) = &r.fallback {
+                eprintln!("built-in rendering: {why}");
+            }
+            println!("Subject: {}\n\n{}", r.subject, r.text);
+        }
+    }
+    Ok(())
+}
