@@ -346,6 +346,63 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn notifications_are_queued_only_for_configured_receivers() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store =
+            std::sync::Arc::new(tocsin_store::Store::open(&dir.path().join("db")).expect("store"));
+        let state = AppState::with_store(store.clone());
+        state.set_receivers(vec![tocsin_alerting::Receiver {
+            name: "ops".into(),
+            channel: "mail".into(),
+            to: vec!["a@example.org".into(), "b@example.org".into()],
+            format: "generic".into(),
+            routing_key: Default::default(),
+        }]);
+        let app = app(state);
+        let (status, body) = send(
+            app.clone(),
+            "POST",
+            "/api/notifications",
+            r#"{"receiver": "ops", "kind": "maintenance", "vars": {"title": "DB"}, "author": "ana"}"#,
+        )
+        .await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+        assert_eq!(body["ids"].as_array().map(Vec::len), Some(2));
+        let queued = store.due_messages(i64::MAX, 10).expect("due");
+        let to: Vec<&str> = queued
+            .iter()
+            .map(|m| m.message.recipient.as_str())
+            .collect();
+        assert_eq!(to, ["a@example.org", "b@example.org"]);
+        assert_eq!(queued[0].message.payload["vars"]["title"], "DB");
+        assert_eq!(store.audit_log(0, 10).expect("audit")[0].actor, "ana");
+        for (body, why) in [
+            (
+                r#"{"receiver": "nobody", "kind": "custom"}"#,
+                "unknown receiver",
+            ),
+            (
+                r#"{"receiver": "ops", "kind": "server_alert"}"#,
+                "alerts are the router's",
+            ),
+            (r#"{"receiver": "ops", "kind": "a b"}"#, "bad kind"),
+            (
+                r#"{"receiver": "ops", "kind": "custom", "to": "x@y"}"#,
+                "no recipients from requests",
+            ),
+            (
+                r#"{"receiver": "ops", "kind": "custom", "vars": {"n": 1}}"#,
+                "vars are strings",
+            ),
+        ] {
+            let (status, reply) = send(app.clone(), "POST", "/api/notifications", body).await;
+            assert_eq!(status, StatusCode::BAD_REQUEST, "{why}: {reply}");
+            assert!(reply["error"].is_string(), "{why}");
+        }
+        assert_eq!(store.due_messages(i64::MAX, 10).expect("due").len(), 2);
+    }
+
+    #[tokio::test]
     async fn silences_are_created_listed_expired_and_audited() {
         let dir = tempfile::tempdir().expect("tempdir");
         let store =

@@ -14,6 +14,22 @@ pub const SIZE: (u32, u32) = (600, 240);
 /// How far back a chart looks.
 pub const SPAN_MS: i64 = 3 * 3600 * 1000;
 
+/// How far back a young series' raw points are read.
+const RECENT_MS: i64 = 15 * 60 * 1000;
+
+/// `name{k="v",...}` matching exactly `key` (values escaped), `name` alone without labels.
+fn exact_selector(key: &tocsin_store::SeriesKey) -> String {
+    if key.labels.is_empty() {
+        return key.name.clone();
+    }
+    let labels: Vec<String> = key
+        .labels
+        .iter()
+        .map(|(k, v)| format!("{k}=\"{}\"", v.replace('\\', "\\\\").replace('"', "\\\"")))
+        .collect();
+    format!("{}{{{}}}", key.name, labels.join(","))
+}
+
 /// What a chart shows.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ChartData {
@@ -60,9 +76,14 @@ pub fn png(data: &ChartData) -> Result<Vec<u8>, String> {
     Ok(out)
 }
 
-fn hhmm(ms: i64) -> String {
-    let minutes = ms.div_euclid(60_000).rem_euclid(24 * 60);
-    format!("{:02}:{:02}", minutes / 60, minutes % 60)
+/// A UTC time of day: `HH:MM`, or `HH:MM:SS` when `seconds`.
+fn time_of_day(ms: i64, seconds: bool) -> String {
+    let s = ms.div_euclid(1000).rem_euclid(86_400);
+    if seconds {
+        format!("{:02}:{:02}:{:02}", s / 3600, s / 60 % 60, s % 60)
+    } else {
+        format!("{:02}:{:02}", s / 3600, s / 60 % 60)
+    }
 }
 
 fn draw<DB: DrawingBackend>(
@@ -106,13 +127,17 @@ fn draw<DB: DrawingBackend>(
         .light_line_style(RGBColor(238, 240, 242))
         .x_labels(6)
         .y_labels(5)
-        .x_label_formatter(&|t| hhmm(*t))
+        .x_label_formatter(&|t| time_of_day(*t, t1 - t0 < 10 * 60_000))
         .label_style(("sans-serif", 11))
         .draw()?;
+    let blue = RGBColor(21, 101, 192);
     chart.draw_series(LineSeries::new(
         finite.iter().copied(),
-        RGBColor(21, 101, 192).stroke_width(2),
+        blue.stroke_width(2),
     ))?;
+    if let [only] = finite.as_slice() {
+        chart.draw_series(std::iter::once(Circle::new(*only, 4, blue.filled())))?;
+    }
     if let Some(t) = data.threshold.filter(|t| t.is_finite()) {
         chart.draw_series(DashedLineSeries::new(
             [(t0, t), (t1, t)],
@@ -174,23 +199,25 @@ impl ChartRules {
                     .iter()
                     .all(|(k, v)| labels.get(k).is_none_or(|want| want == v))
             };
-            if let Some(s) = found
+            let chosen = found
                 .into_iter()
-                .find(|s| agrees(s) && !s.points.is_empty())
-            {
-                let shown: Vec<String> = s
-                    .key
-                    .labels
-                    .iter()
-                    .map(|(k, v)| format!("{k}=\"{v}\""))
-                    .collect();
+                .find(|s| agrees(s) && !s.points.is_empty());
+            if let Some(mut s) = chosen {
+                let selector = exact_selector(&s.key);
+                // A young series has few minute steps: show its raw points instead.
+                if s.points.len() < 10
+                    && let Ok(raw) = store.query_raw(&selector, now - RECENT_MS, now)
+                    && let Some(r) = raw.into_iter().next()
+                    && r.points.len() > s.points.len()
+                {
+                    s.points = r.points;
+                }
+                s.points.retain(|p| !tocsin_store::is_stale(p.1));
+                let threshold = rc
+                    .threshold
+                    .map_or(String::new(), |t| format!(" (threshold {t})"));
                 return Some(ChartData {
-                    title: format!(
-                        "{}{{{}}} (threshold {})",
-                        s.key.name,
-                        shown.join(","),
-                        rc.threshold.map_or("none".into(), |t| t.to_string())
-                    ),
+                    title: format!("{selector}{threshold}"),
                     points: s.points,
                     threshold: rc.threshold,
                 });
@@ -294,13 +321,31 @@ mod tests {
         ]
         .into();
         let data = rules.data(&store, "cpu-high", &labels, now).expect("data");
-        assert!(
-            data.title.starts_with("cpu_usage_percent{host=\"b\"}"),
-            "{}",
-            data.title
-        );
+        assert_eq!(data.title, "cpu_usage_percent{host=\"b\"} (threshold 90)");
         assert!(data.points.iter().all(|p| p.1 == 95.0));
         assert!(rules.data(&store, "other", &labels, now).is_none());
+        // A series younger than a few minute steps is charted from its raw points.
+        let young: Vec<tocsin_store::Sample> = (0..20)
+            .map(|i| tocsin_store::Sample {
+                name: "young".into(),
+                labels: vec![("v".into(), "a\"b".into())],
+                ts_ms: now - 20_000 + i * 1000,
+                value: i as f64,
+            })
+            .collect();
+        store.ingest(&young).expect("ingest");
+        rules.set(
+            "young-rule",
+            RuleChart {
+                select: vec!["young".into()],
+                threshold: None,
+            },
+        );
+        let data = rules
+            .data(&store, "young-rule", &BTreeMap::new(), now)
+            .expect("young data");
+        assert_eq!(data.points.len(), 20);
+        assert_eq!(data.title, "young{v=\"a\\\"b\"}");
         assert!(rules.png(&store, "cpu-high", &labels, now).is_some());
     }
 }

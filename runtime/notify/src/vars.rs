@@ -43,6 +43,18 @@ pub fn as_payload(input: &Value) -> Value {
     }
 }
 
+/// A value as people read it: up to 4 decimals, no trailing zeros.
+fn number(v: &Value) -> Value {
+    match v.as_f64() {
+        Some(x) if x.is_finite() => {
+            let s = format!("{x:.4}");
+            let s = s.trim_end_matches('0').trim_end_matches('.');
+            Value::String(if s == "-0" { "0".into() } else { s.to_string() })
+        }
+        _ => v.clone(),
+    }
+}
+
 fn text(v: &Value) -> String {
     match v {
         Value::String(s) => s.clone(),
@@ -59,7 +71,7 @@ fn alert(a: &Value, site: &Site) -> Value {
         "name": name,
         "status": text(&a["status"]),
         "severity": text(&a["severity"]),
-        "value": a["value"],
+        "value": number(&a["value"]),
         "summary": text(&a["summary"]),
         "description": text(&a["description"]),
         "labels": a["labels"],
@@ -148,7 +160,7 @@ mod tests {
         let payload = json!({
             "receiver": "ops", "status": "firing",
             "firing": [{"rule": "cpu-high", "status": "firing", "severity": "critical",
-                        "value": 97.5, "summary": "CPU 97%", "labels": {"host": "a"},
+                        "value": 97.50000001, "summary": "CPU 97%", "labels": {"host": "a"},
                         "started_ms": 0}],
             "resolved": [{"rule": "disk", "status": "resolved", "severity": "warning",
                           "summary": "ok", "resolved_ms": 1000}],

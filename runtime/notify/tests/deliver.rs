@@ -162,3 +162,120 @@ fn turned_off_kinds_are_recorded_not_sent() {
     let m = store.outbox_message(ids[0]).expect("msg");
     assert!(m.last_error.unwrap_or_default().contains("turned off"));
 }
+
+/// A one-thread HTTP server on 127.0.0.1: answers each request with the next status of
+/// `statuses` (then 200) and hands every request body over the channel.
+fn http_server(statuses: Vec<u16>) -> (String, std::sync::mpsc::Receiver<String>) {
+    use std::io::{BufRead as _, BufReader, Read as _, Write as _};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let url = format!("http://{}/hook", listener.local_addr().expect("addr"));
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut statuses = statuses.into_iter();
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { return };
+            let mut reader = BufReader::new(stream.try_clone().expect("clone"));
+            let mut length = 0usize;
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                    break;
+                }
+                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                    length = v.trim().parse().unwrap_or(0);
+                }
+            }
+            let mut body = vec![0u8; length];
+            let _ = reader.read_exact(&mut body);
+            let status = statuses.next().unwrap_or(200);
+            let _ = write!(
+                stream,
+                "HTTP/1.1 {status} X\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok"
+            );
+            let _ = tx.send(String::from_utf8_lossy(&body).into_owned());
+        }
+    });
+    (url, rx)
+}
+
+#[test]
+fn webhooks_post_the_receivers_shape_and_retry_on_server_errors() {
+    let (_dir, store, mut config) = setup(10);
+    config.retry.initial = Duration::from_millis(1);
+    config.retry.max = Duration::from_millis(1);
+    let (url, bodies) = http_server(vec![503]);
+    let receiver = tocsin_alerting::Receiver {
+        name: "chat".into(),
+        channel: "webhook".into(),
+        to: vec![url.clone()],
+        format: "slack".into(),
+        routing_key: Default::default(),
+    };
+    let mut d = Deliverer::new(
+        store.clone(),
+        Templates::default(),
+        tocsin_notify::ChartRules::default(),
+        config,
+        MailConfig::default(),
+        vec![receiver],
+    );
+    let mut m = alert(&url, "cpu-high", 0);
+    m.channel = "webhook".into();
+    m.payload["receiver"] = json!("chat");
+    let ids = store.enqueue(&[m]).expect("enqueue");
+    let r = d.pass("webhook", 0).expect("pass");
+    assert_eq!(r.retried, 1, "503 is retried: {r:?}");
+    let first = bodies
+        .recv_timeout(Duration::from_secs(5))
+        .expect("first body");
+    let r = d.pass("webhook", 10_000).expect("pass");
+    assert_eq!(r.delivered, 1, "{r:?}");
+    let second = bodies
+        .recv_timeout(Duration::from_secs(5))
+        .expect("second body");
+    let first: serde_json::Value = serde_json::from_str(&first).expect("json");
+    let body: serde_json::Value = serde_json::from_str(&second).expect("json");
+    assert_eq!(
+        first["text"], body["text"],
+        "the retry sends the same message"
+    );
+    assert_eq!(body["text"], "[FIRING:1] cpu-high on hq");
+    assert!(
+        body["attachments"][0]["image_url"]
+            .as_str()
+            .is_some_and(|u| u.ends_with("/api/charts/alert.png?rule=cpu-high&alertname=cpu-high")),
+        "{body}"
+    );
+    let m = store.outbox_message(ids[0]).expect("msg");
+    assert_eq!(m.server_reply.as_deref(), Some("HTTP 200"));
+    assert!(m.last_error.is_none());
+}
+
+#[test]
+fn alert_mail_to_a_non_administrator_is_refused_when_alerts_are_admin_only() {
+    let (_dir, store, config) = setup(10);
+    let mail = MailConfig {
+        alerts_admins_only: true,
+        admins: vec!["boss@example.org".into()],
+        ..MailConfig::default()
+    };
+    let mut d = Deliverer::new(
+        store.clone(),
+        Templates::default(),
+        tocsin_notify::ChartRules::default(),
+        config,
+        mail,
+        Vec::new(),
+    );
+    let mut m = alert("intern@example.org", "cpu-high", 0);
+    m.channel = "mail".into();
+    let ids = store.enqueue(&[m]).expect("enqueue");
+    assert_eq!(d.pass("mail", 0).expect("pass").failed, 1);
+    let m = store.outbox_message(ids[0]).expect("msg");
+    assert_eq!(m.delivery, Delivery::Failed);
+    assert!(
+        m.last_error
+            .unwrap_or_default()
+            .contains("administrators only")
+    );
+}

@@ -64,7 +64,10 @@ fn mails(maildir: &Path) -> Vec<Vec<u8>> {
 
 fn subject(raw: &[u8]) -> String {
     let parsed = mailparse::parse_mail(raw).expect("a parsable mail");
-    parsed.headers.get_first_value("Subject").unwrap_or_default()
+    parsed
+        .headers
+        .get_first_value("Subject")
+        .unwrap_or_default()
 }
 
 fn config(dir: &Path, smtp_port: u16, extra: &str) -> PathBuf {
@@ -173,16 +176,31 @@ fn a_firing_alert_arrives_as_a_multipart_mail_with_its_chart() {
     let _smtp = smtp(smtp_port, maildir.path());
     host_basics(dir.path());
     any_rule(dir.path(), "cpu-any", "cpu_usage_percent", "-1");
-    template(dir.path(), "server-alert", "server_alert", "server_alert,alert_digest");
+    template(
+        dir.path(),
+        "server-alert",
+        "server_alert",
+        "server_alert,alert_digest",
+    );
     let port = free_port();
-    let _tocsin = start_config(dir.path(), data.path(), port, &config(data.path(), smtp_port, ""));
-    let raw = wait_for("the alert mail", || mails(maildir.path()).into_iter().next());
+    let _tocsin = start_config(
+        dir.path(),
+        data.path(),
+        port,
+        &config(data.path(), smtp_port, ""),
+    );
+    let raw = wait_for("the alert mail", || {
+        mails(maildir.path()).into_iter().next()
+    });
     let mail = mailparse::parse_mail(&raw).expect("parse");
     assert_eq!(
         mail.headers.get_first_value("Subject").as_deref(),
         Some("[WARNING] cpu-any on e2e")
     );
-    assert_eq!(mail.headers.get_first_value("To").as_deref(), Some("ops@example.org"));
+    assert_eq!(
+        mail.headers.get_first_value("To").as_deref(),
+        Some("ops@example.org")
+    );
     assert!(
         mail.headers
             .get_first_value("Message-ID")
@@ -197,10 +215,16 @@ fn a_firing_alert_arrives_as_a_multipart_mail_with_its_chart() {
         ["multipart/related", "text/html", "image/png"]
     );
     let text = mail.subparts[0].get_body().expect("text");
-    assert!(text.contains("[FIRING] cpu-any (warning): CPU at"), "{text}");
+    assert!(
+        text.contains("[FIRING] cpu-any (warning): CPU at"),
+        "{text}"
+    );
     let related = &mail.subparts[1];
     let html = related.subparts[0].get_body().expect("html");
-    assert!(html.contains("cid:chart") && html.contains("cpu-any"), "{html}");
+    assert!(
+        html.contains("cid:chart") && html.contains("cpu-any"),
+        "{html}"
+    );
     let png = related.subparts[1].get_body_raw().expect("png");
     assert_eq!(&png[..4], b"\x89PNG");
     // The outbox recorded the server's acceptance.
@@ -210,7 +234,9 @@ fn a_firing_alert_arrives_as_a_multipart_mail_with_its_chart() {
             .find(|m| m["delivery"] == "delivered")
     });
     assert!(
-        sent["server_reply"].as_str().is_some_and(|r| r.starts_with("250")),
+        sent["server_reply"]
+            .as_str()
+            .is_some_and(|r| r.starts_with("250")),
         "{sent}"
     );
 }
@@ -221,7 +247,12 @@ fn smtp_down_for_a_while_then_every_message_arrives_once() {
     let smtp_port = free_port();
     template(dir.path(), "messages", "messages", "custom");
     let port = free_port();
-    let _tocsin = start_config(dir.path(), data.path(), port, &config(data.path(), smtp_port, ""));
+    let _tocsin = start_config(
+        dir.path(),
+        data.path(),
+        port,
+        &config(data.path(), smtp_port, ""),
+    );
     wait_for("the API", || get(port, "/healthz"));
     let subjects: Vec<String> = (0..5).map(|i| format!("note {i}")).collect();
     for s in &subjects {
@@ -231,20 +262,23 @@ fn smtp_down_for_a_while_then_every_message_arrives_once() {
     wait_for("failed attempts", || {
         let n = notifications(port);
         (n.len() == 5
-            && n.iter().all(|m| {
-                m["delivery"] == "pending" && m["attempts"].as_u64() >= Some(2)
-            }))
+            && n.iter()
+                .all(|m| m["delivery"] == "pending" && m["attempts"].as_u64() >= Some(2)))
         .then_some(())
     });
     // ... and once it is up, each arrives, once.
     let _smtp = smtp(smtp_port, maildir.path());
-    wait_for("five mails", || (mails(maildir.path()).len() >= 5).then_some(()));
+    wait_for("five mails", || {
+        (mails(maildir.path()).len() >= 5).then_some(())
+    });
     std::thread::sleep(Duration::from_secs(2));
     let mut got: Vec<String> = mails(maildir.path()).iter().map(|m| subject(m)).collect();
     got.sort();
     assert_eq!(got, subjects);
     assert!(
-        notifications(port).iter().all(|m| m["delivery"] == "delivered"),
+        notifications(port)
+            .iter()
+            .all(|m| m["delivery"] == "delivered"),
         "all recorded as delivered"
     );
 }
@@ -270,7 +304,9 @@ fn messages_queued_when_the_runtime_is_killed_are_delivered_after_restart() {
     let _smtp = smtp(smtp_port, maildir.path());
     let port = free_port();
     let _tocsin = start_config(dir.path(), data.path(), port, &cfg);
-    wait_for("three mails", || (mails(maildir.path()).len() >= 3).then_some(()));
+    wait_for("three mails", || {
+        (mails(maildir.path()).len() >= 3).then_some(())
+    });
     std::thread::sleep(Duration::from_secs(2));
     let mut got: Vec<String> = mails(maildir.path()).iter().map(|m| subject(m)).collect();
     got.sort();
@@ -293,9 +329,19 @@ fn a_burst_of_100_alerts_to_one_recipient_arrives_as_one_digest() {
     );
     // The rule (cpu-high's component) reads cpu_usage_percent: 100 series of it.
     any_rule(dir.path(), "burst-any", "cpu_usage_percent", "0");
-    template(dir.path(), "server-alert", "server_alert", "server_alert,alert_digest");
+    template(
+        dir.path(),
+        "server-alert",
+        "server_alert",
+        "server_alert,alert_digest",
+    );
     let port = free_port();
-    let _tocsin = start_config(dir.path(), data.path(), port, &config(data.path(), smtp_port, ""));
+    let _tocsin = start_config(
+        dir.path(),
+        data.path(),
+        port,
+        &config(data.path(), smtp_port, ""),
+    );
     // 100 groups (group_by alertname, n) notified in the same tick: 100 messages to one
     // recipient, over its limit of 10 per 10 minutes.
     wait_for("100 delivered notifications", || {
@@ -311,13 +357,23 @@ fn a_burst_of_100_alerts_to_one_recipient_arrives_as_one_digest() {
     );
     let mail = mailparse::parse_mail(&got[0]).expect("parse");
     let text = mail.subparts[0].get_body().expect("text");
-    assert!(text.contains("burst-any") && text.contains("n=042"), "{text}");
-    assert!(got[0].len() < 100 * 1024 + 64 * 1024, "{} bytes", got[0].len());
+    assert!(
+        text.contains("burst-any") && text.contains("n=042"),
+        "{text}"
+    );
+    assert!(
+        got[0].len() < 100 * 1024 + 64 * 1024,
+        "{} bytes",
+        got[0].len()
+    );
     let replies: Vec<String> = notifications(port)
         .iter()
         .filter_map(|m| m["server_reply"].as_str().map(String::from))
         .collect();
-    assert!(replies.iter().all(|r| r.starts_with("digest of 100")), "{replies:?}");
+    assert!(
+        replies.iter().all(|r| r.starts_with("digest of 100")),
+        "{replies:?}"
+    );
 }
 
 #[test]
@@ -328,14 +384,29 @@ fn a_broken_template_falls_back_and_the_mail_still_goes_out() {
     host_basics(dir.path());
     any_rule(dir.path(), "cpu-any", "cpu_usage_percent", "-1");
     // Panics on server_alert, loops forever on custom.
-    template(dir.path(), "broken", "broken_template", "server_alert,custom");
+    template(
+        dir.path(),
+        "broken",
+        "broken_template",
+        "server_alert,custom",
+    );
     let port = free_port();
-    let _tocsin = start_config(dir.path(), data.path(), port, &config(data.path(), smtp_port, ""));
-    let raw = wait_for("the alert mail", || mails(maildir.path()).into_iter().next());
+    let _tocsin = start_config(
+        dir.path(),
+        data.path(),
+        port,
+        &config(data.path(), smtp_port, ""),
+    );
+    let raw = wait_for("the alert mail", || {
+        mails(maildir.path()).into_iter().next()
+    });
     assert_eq!(subject(&raw), "[FIRING:1] cpu-any on e2e");
     let mail = mailparse::parse_mail(&raw).expect("parse");
     let text = mail.subparts[0].get_body().expect("text");
-    assert!(text.contains("cpu-any") && text.contains("CPU at"), "{text}");
+    assert!(
+        text.contains("cpu-any") && text.contains("CPU at"),
+        "{text}"
+    );
     post_custom(port, "still delivered");
     wait_for("the custom mail", || {
         mails(maildir.path())
@@ -351,4 +422,103 @@ fn a_broken_template_falls_back_and_the_mail_still_goes_out() {
 
 fn tempdir() -> tempfile::TempDir {
     tempfile::tempdir().expect("tempdir")
+}
+
+#[test]
+fn mail_test_sends_over_starttls_to_several_recipients_and_names_a_refusal() {
+    let (dir, maildir) = (tempdir(), tempdir());
+    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    let made = Command::new("openssl")
+        .args([
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+        ])
+        .args([
+            "-subj",
+            "/CN=localhost",
+            "-addext",
+            "subjectAltName=DNS:localhost",
+        ])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .stderr(Stdio::null())
+        .status()
+        .expect("openssl");
+    assert!(made.success());
+    let port = free_port();
+    for sub in ["tmp", "new", "cur"] {
+        std::fs::create_dir_all(maildir.path().join(sub)).expect("maildir");
+    }
+    let child = Command::new("aiosmtpd")
+        .args(["-n", "-l", &format!("127.0.0.1:{port}")])
+        .arg("--tlscert")
+        .arg(&cert)
+        .arg("--tlskey")
+        .arg(&key)
+        .args(["-c", "aiosmtpd.handlers.Mailbox"])
+        .arg(maildir.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("aiosmtpd");
+    let _smtp = Smtp { child };
+    wait_for("the SMTP server", || {
+        std::net::TcpStream::connect(("127.0.0.1", port))
+            .ok()
+            .map(|mut s| {
+                let mut greeting = [0u8; 3];
+                let _ = s.read_exact(&mut greeting);
+                let _ = s.write_all(b"QUIT\r\n");
+            })
+    });
+    let mail_test = |security: &str| {
+        let cfg = dir.path().join(format!("{security}.toml"));
+        std::fs::write(
+            &cfg,
+            format!(
+                "[mail]\npreset = \"custom\"\nhost = \"localhost\"\nport = {port}\n\
+                 security = \"{security}\"\naccept_invalid_certs = true\n\
+                 from = \"Tocsin <tocsin@example.org>\"\n"
+            ),
+        )
+        .expect("config");
+        Command::new(env!("CARGO_BIN_EXE_tocsin"))
+            .args([
+                "mail",
+                "test",
+                "--to",
+                "a@example.org",
+                "--to",
+                "b@example.org",
+            ])
+            .arg("--config")
+            .arg(&cfg)
+            .env_remove("TOCSIN_CONFIG")
+            .output()
+            .expect("tocsin mail test")
+    };
+    let ok = mail_test("starttls");
+    let out = String::from_utf8_lossy(&ok.stdout);
+    assert!(
+        ok.status.success(),
+        "{out}{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    assert!(
+        out.contains("sent to a@example.org, b@example.org: 250"),
+        "{out}"
+    );
+    let got = mails(maildir.path());
+    assert_eq!(got.len(), 1);
+    let parsed = mailparse::parse_mail(&got[0]).expect("parse");
+    assert_eq!(
+        parsed.headers.get_first_value("To").as_deref(),
+        Some("a@example.org, b@example.org")
+    );
+    // The server insists on STARTTLS: a plain session is refused, and the reason shown.
+    let refused = mail_test("none");
+    assert!(!refused.status.success());
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert!(err.contains("STARTTLS"), "{err}");
 }

@@ -10,7 +10,9 @@ struct Burst;
 impl Guest for Burst {
     fn collect(ctx: Context) -> Result<Vec<Sample>, String> {
         let count: usize = param(&ctx.params, "count", 100);
-        let name = label(&ctx.params, "name").unwrap_or("probe_burst").to_string();
+        let name = label(&ctx.params, "name")
+            .unwrap_or("probe_burst")
+            .to_string();
         Ok((0..count)
             .map(|n| Sample {
                 name: name.clone(),

@@ -215,7 +215,13 @@ fn render(kind: &str, vars: &[(String, String)]) -> Result<Rendered, String> {
                 escape(&one.description)
             ));
         }
-        let labels: Vec<String> = one.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        let labels: Vec<String> = one
+            .labels
+            .iter()
+            .filter(|(k, _)| k != "alertname" && k != "severity")
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+
         let labels = labels.join(", ");
         body.push_str(&tocsin_guest::html::facts(&[
             ("Status", &one.status),
