@@ -233,6 +233,8 @@ pub struct NotifyConfig {
     /// How long a webhook or command may take.
     #[serde(with = "humantime_serde")]
     pub timeout: Duration,
+    /// The daily summary.
+    pub daily_digest: crate::daily::DailyDigestConfig,
 }
 
 impl Default for NotifyConfig {
@@ -244,6 +246,7 @@ impl Default for NotifyConfig {
             rate_limit: RateLimit::default(),
             kinds: BTreeMap::new(),
             timeout: Duration::from_secs(10),
+            daily_digest: crate::daily::DailyDigestConfig::default(),
         }
     }
 }

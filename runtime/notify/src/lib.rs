@@ -5,6 +5,7 @@
 pub mod chart;
 pub mod command;
 pub mod config;
+pub mod daily;
 pub mod deliver;
 pub mod mail;
 pub mod render;
@@ -13,6 +14,7 @@ pub mod webhook;
 
 pub use chart::{ChartData, ChartRules, RuleChart};
 pub use config::{MailConfig, NotifyConfig, Preset, Secret, Security};
+pub use daily::DailyDigestConfig;
 pub use deliver::{Deliverer, PassReport, spawn};
 pub use mail::{Email, FileAttachment, MailError, Mailer};
 pub use render::{Rendered, Templates, builtin};

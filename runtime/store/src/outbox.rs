@@ -7,9 +7,9 @@ use redb::{ReadableDatabase, ReadableTable};
 use serde::{Deserialize, Serialize};
 
 use crate::error::StoreError;
-use crate::records::{from_json, to_json};
+use crate::records::{from_json, next_seq, to_json};
 use crate::store::Store;
-use crate::tables::{OUTBOX, OUTBOX_DUE};
+use crate::tables::{META, OUTBOX, OUTBOX_DUE};
 
 /// Where a message stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -69,10 +69,62 @@ fn load(
     }
 }
 
+/// Put `messages` in the outbox within `txn`; returns their ids.
+pub(crate) fn insert_messages(
+    txn: &redb::WriteTransaction,
+    messages: &[NewMessage],
+) -> Result<Vec<u64>, StoreError> {
+    let mut ids = Vec::with_capacity(messages.len());
+    let mut meta = txn.open_table(META)?;
+    let mut outbox = txn.open_table(OUTBOX)?;
+    let mut due = txn.open_table(OUTBOX_DUE)?;
+    for m in messages {
+        let id = next_seq(&mut meta, "next_outbox")?;
+        let msg = OutboxMessage {
+            id,
+            message: m.clone(),
+            delivery: Delivery::Pending,
+            attempts: 0,
+            next_attempt_ms: m.not_before_ms,
+            last_error: None,
+            delivered_ms: None,
+            server_reply: None,
+        };
+        outbox.insert(id, to_json(&msg)?.as_slice())?;
+        due.insert((m.not_before_ms, id), ())?;
+        ids.push(id);
+    }
+    Ok(ids)
+}
+
 impl Store {
     /// Enqueue messages durably; returns their ids.
     pub fn enqueue(&self, messages: &[NewMessage]) -> Result<Vec<u64>, StoreError> {
         self.commit_flush(&[], messages)
+    }
+
+    /// Enqueue `messages` unless the periodic job `job` already did for `period` (or a
+    /// later one): the check, the messages and the mark are one durable transaction, so a
+    /// daily message is sent once a day across restarts. Returns whether it enqueued.
+    pub fn enqueue_once(
+        &self,
+        job: &str,
+        period: u64,
+        messages: &[NewMessage],
+    ) -> Result<bool, StoreError> {
+        let key = format!("job:{job}");
+        let txn = self.durable_write()?;
+        {
+            let mut meta = txn.open_table(META)?;
+            let done = meta.get(key.as_str())?.map(|v| v.value());
+            if done.is_some_and(|d| d >= period) {
+                return Ok(false);
+            }
+            meta.insert(key.as_str(), period)?;
+        }
+        insert_messages(&txn, messages)?;
+        txn.commit()?;
+        Ok(true)
     }
 
     /// Pending messages whose next attempt is at or before `now_ms`, oldest due first.

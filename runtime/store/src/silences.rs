@@ -6,10 +6,10 @@ use redb::{ReadableDatabase, ReadableTable};
 use serde::{Deserialize, Serialize};
 
 use crate::error::StoreError;
-use crate::outbox::{Delivery, NewMessage, OutboxMessage};
+use crate::outbox::{NewMessage, insert_messages};
 use crate::records::{from_json, next_seq, to_json};
 use crate::store::Store;
-use crate::tables::{META, OUTBOX, OUTBOX_DUE, ROUTE_GROUPS, SILENCES};
+use crate::tables::{META, ROUTE_GROUPS, SILENCES};
 
 /// A silence: alerts whose labels match every matcher are not notified between
 /// `starts_ms` and `ends_ms`.
@@ -96,7 +96,6 @@ impl Store {
         messages: &[NewMessage],
     ) -> Result<Vec<u64>, StoreError> {
         let txn = self.durable_write()?;
-        let mut ids = Vec::with_capacity(messages.len());
         {
             let mut table = txn.open_table(ROUTE_GROUPS)?;
             for (key, state) in groups {
@@ -109,26 +108,8 @@ impl Store {
                     }
                 }
             }
-            let mut meta = txn.open_table(META)?;
-            let mut outbox = txn.open_table(OUTBOX)?;
-            let mut due = txn.open_table(OUTBOX_DUE)?;
-            for m in messages {
-                let id = next_seq(&mut meta, "next_outbox")?;
-                let msg = OutboxMessage {
-                    id,
-                    message: m.clone(),
-                    delivery: Delivery::Pending,
-                    attempts: 0,
-                    next_attempt_ms: m.not_before_ms,
-                    last_error: None,
-                    delivered_ms: None,
-                    server_reply: None,
-                };
-                outbox.insert(id, to_json(&msg)?.as_slice())?;
-                due.insert((m.not_before_ms, id), ())?;
-                ids.push(id);
-            }
         }
+        let ids = insert_messages(&txn, messages)?;
         txn.commit()?;
         Ok(ids)
     }

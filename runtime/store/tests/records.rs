@@ -214,6 +214,43 @@ fn a_digest_marks_its_messages_together_and_postponing_counts_no_attempt() {
 }
 
 #[test]
+fn a_periodic_job_enqueues_once_per_period_across_reopens() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("db");
+    {
+        let store = Store::open(&path).expect("open");
+        assert!(
+            store
+                .enqueue_once("daily_digest", 20_000, &[mail("a@x")])
+                .expect("once")
+        );
+        assert!(
+            !store
+                .enqueue_once("daily_digest", 20_000, &[mail("a@x")])
+                .expect("again")
+        );
+        assert!(
+            !store
+                .enqueue_once("daily_digest", 19_999, &[mail("a@x")])
+                .expect("older")
+        );
+        assert!(store.enqueue_once("other", 20_000, &[]).expect("other job"));
+    }
+    let store = reopen(&path);
+    assert!(
+        !store
+            .enqueue_once("daily_digest", 20_000, &[mail("a@x")])
+            .expect("after reopen")
+    );
+    assert!(
+        store
+            .enqueue_once("daily_digest", 20_001, &[mail("a@x")])
+            .expect("next day")
+    );
+    assert_eq!(store.due_messages(i64::MAX, 10).expect("due").len(), 2);
+}
+
+#[test]
 fn guest_kv_is_namespaced_bounded_and_atomic() {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("db");

@@ -274,7 +274,12 @@ fn validate(config: &Config, fig: &Figment) -> Result<(), ConfigError> {
     if let Err(e) = config.mail.validate() {
         return Err(ConfigError(format!("{e}, from {}", origin("mail"))));
     }
-    if let Err(e) = config.notify.validate() {
+    if let Err(e) = config.notify.validate().and_then(|()| {
+        config
+            .notify
+            .daily_digest
+            .validate(&config.routing.receivers)
+    }) {
         return Err(ConfigError(format!("{e}, from {}", origin("notify"))));
     }
     if let Some(r) = config

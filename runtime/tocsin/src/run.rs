@@ -102,6 +102,13 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         )
         .context("starting the notification threads")?;
     }
+    tocsin_notify::daily::spawn(
+        store.clone(),
+        config.notify.daily_digest.clone(),
+        config.routing.receivers.clone(),
+        stop.clone(),
+    )
+    .context("starting the daily digest thread")?;
     spawn_retention(store.clone(), config.retention.clone(), stop.clone())?;
     spawn_guest_metrics(state.clone(), store.clone(), stop.clone())?;
 

@@ -522,3 +522,37 @@ fn mail_test_sends_over_starttls_to_several_recipients_and_names_a_refusal() {
     let err = String::from_utf8_lossy(&refused.stderr);
     assert!(err.contains("STARTTLS"), "{err}");
 }
+
+#[test]
+fn the_daily_digest_goes_out_once_a_day_across_restarts() {
+    let (dir, data, maildir) = (tempdir(), tempdir(), tempdir());
+    let smtp_port = free_port();
+    let _smtp = smtp(smtp_port, maildir.path());
+    template(dir.path(), "messages", "messages", "daily_digest");
+    // 00:00 UTC has always passed today: due at start.
+    let cfg = config(
+        data.path(),
+        smtp_port,
+        "[notify.daily_digest]\nreceivers = [\"ops\"]\nat = \"00:00\"\n",
+    );
+    for _ in 0..2 {
+        let port = free_port();
+        let _tocsin = start_config(dir.path(), data.path(), port, &cfg);
+        wait_for("the digest", || {
+            (!mails(maildir.path()).is_empty()).then_some(())
+        });
+        wait_for("the delivery record", || {
+            notifications(port)
+                .iter()
+                .all(|m| m["delivery"] == "delivered")
+                .then_some(())
+        });
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    let got = mails(maildir.path());
+    assert_eq!(got.len(), 1, "one digest a day, restart or not");
+    assert_eq!(
+        subject(&got[0]),
+        "[DIGEST] e2e: 0 firing, 0 fired in the last 24 hours"
+    );
+}
