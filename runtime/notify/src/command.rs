@@ -89,9 +89,10 @@ mod tests {
             std::fs::read_to_string(&out).ok().as_deref(),
             Some("{\"a\":1}")
         );
-        let err = run("sh -c 'echo nope >&2; exit 3'", b"", Duration::from_secs(5)).unwrap_err();
+        let err = run("sh -c 'echo nope >&2; exit 3'", b"", Duration::from_secs(5))
+            .expect_err("an error");
         assert!(err.contains("nope") && err.contains('3'), "{err}");
-        let slow = run("sleep 5", b"", Duration::from_millis(200)).unwrap_err();
+        let slow = run("sleep 5", b"", Duration::from_millis(200)).expect_err("an error");
         assert!(slow.contains("killed"), "{slow}");
         assert!(run("'unclosed", b"", Duration::from_secs(1)).is_err());
     }

@@ -333,6 +333,6 @@ mod tests {
             host: "x".into(),
             ..MailConfig::default()
         };
-        assert!(m.validate().unwrap_err().contains("mail.from"));
+        assert!(m.validate().expect_err("an error").contains("mail.from"));
     }
 }

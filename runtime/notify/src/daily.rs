@@ -217,9 +217,13 @@ mod tests {
             receivers: vec!["nobody".into()],
             ..DailyDigestConfig::default()
         };
-        assert!(c.validate(&[receiver()]).unwrap_err().contains("nobody"));
+        assert!(
+            c.validate(&[receiver()])
+                .expect_err("an error")
+                .contains("nobody")
+        );
         c.receivers.clear();
         c.at = "25:00".into();
-        assert!(c.validate(&[]).unwrap_err().contains("HH:MM"));
+        assert!(c.validate(&[]).expect_err("an error").contains("HH:MM"));
     }
 }

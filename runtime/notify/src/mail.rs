@@ -234,7 +234,7 @@ mod tests {
                 subject: "s".into(),
                 ..Email::default()
             })
-            .unwrap_err();
+            .expect_err("an error");
         assert!(err.to_string().contains("nobody"), "{err}");
     }
 }

@@ -219,7 +219,7 @@ mod tests {
         assert_eq!(r.subject, "[FIRING:1] cpu-high on web-1");
         assert!(r.text.contains("CPU at 97%"), "{}", r.text);
         assert!(r.text.contains("host=web-1"));
-        assert!(r.fallback.unwrap().contains("no template"));
+        assert!(r.fallback.expect("fallback").contains("no template"));
         assert!(r.html.contains("CPU at 97%"));
     }
 

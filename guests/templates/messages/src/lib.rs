@@ -16,6 +16,15 @@ use tocsin_guest::prelude::*;
 
 struct Messages;
 
+/// A message's subject, tone (header colour), paragraphs, fact rows and button.
+type Parts<'a> = (
+    String,
+    &'a str,
+    Vec<String>,
+    Vec<(&'a str, String)>,
+    Option<(String, &'a str)>,
+);
+
 fn render(kind: &str, vars: &[(String, String)]) -> Result<Rendered, String> {
     let var = |k: &str| label(vars, k).unwrap_or("");
     let server = label(vars, "server_name").ok_or("missing variable server_name")?;
@@ -31,13 +40,7 @@ fn render(kind: &str, vars: &[(String, String)]) -> Result<Rendered, String> {
         format!("Hello {name},")
     };
     // (subject, colour, paragraphs, fact rows, button)
-    let (subject, tone, paragraphs, rows, button): (
-        String,
-        &str,
-        Vec<String>,
-        Vec<(&str, String)>,
-        Option<(String, &str)>,
-    ) = match kind {
+    let (subject, tone, paragraphs, rows, button): Parts = match kind {
         "maintenance" => {
             let title = if var("title").is_empty() {
                 "Planned maintenance"

@@ -345,7 +345,7 @@ mod tests {
             "server_alert",
             &v(&[("server_name", "hq"), ("alerts", "{")]),
         )
-        .unwrap_err();
+        .expect_err("an error");
         assert!(e.contains("alerts"));
     }
 }
