@@ -2,8 +2,8 @@
 //! multipart/alternative body (text first, then HTML), attachments, several recipients, and
 //! the server's acceptance returned so the outbox can record it.
 
-use lettre::message::header::ContentType;
-use lettre::message::{Attachment, Mailbox, MultiPart, SinglePart};
+use lettre::message::header::{ContentTransferEncoding, ContentType};
+use lettre::message::{Attachment, Body, Mailbox, MultiPart, SinglePart};
 use lettre::transport::smtp::authentication::Credentials;
 use lettre::transport::smtp::client::{Tls, TlsParameters};
 use lettre::{Message, SmtpTransport, Transport};
@@ -52,6 +52,16 @@ pub struct Email {
     pub inline: Vec<FileAttachment>,
     /// A stable Message-ID (`<...>`), so a receiver can recognise a repeat.
     pub message_id: Option<String>,
+}
+
+/// An attachment's body in base64: lettre would send ASCII bytes as 7bit with their bare
+/// LF line ends, which SMTP servers refuse as one over-long line.
+fn base64(a: &FileAttachment) -> Body {
+    match Body::new_with_encoding(a.bytes.clone(), ContentTransferEncoding::Base64) {
+        Ok(body) => body,
+        // Base64 takes any bytes; `new` picks an encoding itself should that ever change.
+        Err(bytes) => Body::new(bytes),
+    }
 }
 
 /// An SMTP client over one configuration.
@@ -140,7 +150,7 @@ impl Mailer {
                 let content_type = ContentType::parse(&a.content_type)
                     .map_err(|e| MailError::Invalid(format!("{}: {e}", a.content_type)))?;
                 related = related.singlepart(
-                    Attachment::new_inline(a.name.clone()).body(a.bytes.clone(), content_type),
+                    Attachment::new_inline(a.name.clone()).body(base64(a), content_type),
                 );
             }
             MultiPart::alternative()
@@ -154,9 +164,8 @@ impl Mailer {
             for a in &email.attachments {
                 let content_type = ContentType::parse(&a.content_type)
                     .map_err(|e| MailError::Invalid(format!("{}: {e}", a.content_type)))?;
-                mixed = mixed.singlepart(
-                    Attachment::new(a.name.clone()).body(a.bytes.clone(), content_type),
-                );
+                mixed =
+                    mixed.singlepart(Attachment::new(a.name.clone()).body(base64(a), content_type));
             }
             builder.multipart(mixed)
         };
@@ -224,6 +233,36 @@ mod tests {
         assert!(raw.contains("chart.png"));
         assert!(raw.contains("Message-ID: <outbox-1@tocsin>"));
         assert!(raw.contains("b@example.org"));
+    }
+
+    #[test]
+    fn every_line_fits_smtp_whatever_the_attachment() {
+        // A PEM file: ASCII with bare LF line ends, which lettre would send as 7bit.
+        let pem = "-----BEGIN CERTIFICATE-----\n".to_string() + &"QUJD".repeat(16) + "\n";
+        for bytes in [
+            pem.repeat(40).into_bytes(),
+            (0..=255u8).cycle().take(5000).collect(),
+        ] {
+            let m = mailer()
+                .build(&Email {
+                    to: vec!["a@example.org".into()],
+                    subject: "s".into(),
+                    text: "t".into(),
+                    html: "h".into(),
+                    attachments: vec![FileAttachment {
+                        name: "cert.pem".into(),
+                        content_type: "application/octet-stream".into(),
+                        bytes,
+                    }],
+                    ..Email::default()
+                })
+                .expect("built");
+            let raw = m.formatted();
+            let bare_lf = raw.windows(2).any(|w| w[1] == b'\n' && w[0] != b'\r');
+            assert!(!bare_lf, "every line ends in CRLF");
+            let longest = raw.split(|b| *b == b'\n').map(<[u8]>::len).max();
+            assert!(longest <= Some(999), "a line of {longest:?} bytes");
+        }
     }
 
     #[test]

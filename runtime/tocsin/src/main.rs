@@ -49,6 +49,9 @@ enum MailCommand {
         /// Recipient (repeat for several).
         #[arg(long)]
         to: Vec<String>,
+        /// A file to attach (repeat for several).
+        #[arg(long)]
+        attach: Vec<PathBuf>,
     },
 }
 
@@ -167,10 +170,10 @@ fn main() -> ExitCode {
                 .map_err(anyhow::Error::from)
         }
         Command::Rule(RuleCommand::Test { manifests }) => rule_test(&manifests),
-        Command::Mail(MailCommand::Test { config, to }) => {
+        Command::Mail(MailCommand::Test { config, to, attach }) => {
             config::load(config.as_deref(), &config::Overrides::default())
                 .map_err(anyhow::Error::from)
-                .and_then(|c| notify_cli::mail_test(&c, &to))
+                .and_then(|c| notify_cli::mail_test(&c, &to, &attach))
         }
         Command::Template(TemplateCommand::Render {
             kind,

@@ -1,7 +1,7 @@
 //! `tocsin mail test` (check the SMTP settings and send a test message) and
 //! `tocsin template render` (render a kind with the policy set's templates, send nothing).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
 use tocsin_notify::{Email, Mailer, Site, Templates};
@@ -15,8 +15,22 @@ fn site(config: &Config) -> Site {
     }
 }
 
-/// Connect to the configured server, then send a test message to `to`.
-pub fn mail_test(config: &Config, to: &[String]) -> anyhow::Result<()> {
+/// A MIME type from a file name's extension.
+fn content_type(name: &str) -> &'static str {
+    let ext = name.rsplit_once('.').map(|(_, e)| e.to_ascii_lowercase());
+    match ext.as_deref() {
+        Some("png") => "image/png",
+        Some("jpg" | "jpeg") => "image/jpeg",
+        Some("pdf") => "application/pdf",
+        Some("txt" | "log") => "text/plain",
+        Some("json") => "application/json",
+        Some("csv") => "text/csv",
+        _ => "application/octet-stream",
+    }
+}
+
+/// Connect to the configured server, then send a test message (with `attach`) to `to`.
+pub fn mail_test(config: &Config, to: &[String], attach: &[PathBuf]) -> anyhow::Result<()> {
     let endpoint = config
         .mail
         .endpoint()
@@ -47,12 +61,25 @@ pub fn mail_test(config: &Config, to: &[String]) -> anyhow::Result<()> {
         tocsin_notify::render::escape(&site.server_name),
         tocsin_notify::render::escape(&site.base_url)
     );
+    let mut attachments = Vec::new();
+    for path in attach {
+        let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "attachment".into());
+        attachments.push(tocsin_notify::FileAttachment {
+            content_type: content_type(&name).into(),
+            name,
+            bytes,
+        });
+    }
     let reply = mailer.send(&Email {
         to: to.to_vec(),
         subject: format!("Tocsin test message from {}", site.server_name),
         text,
         html,
-        attachments: Vec::new(),
+        attachments,
         inline: Vec::new(),
         message_id: None,
     })?;

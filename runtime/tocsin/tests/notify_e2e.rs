@@ -492,6 +492,8 @@ fn mail_test_sends_over_starttls_to_several_recipients_and_names_a_refusal() {
                 "--to",
                 "b@example.org",
             ])
+            .arg("--attach")
+            .arg(&cert)
             .arg("--config")
             .arg(&cfg)
             .env_remove("TOCSIN_CONFIG")
@@ -515,6 +517,22 @@ fn mail_test_sends_over_starttls_to_several_recipients_and_names_a_refusal() {
     assert_eq!(
         parsed.headers.get_first_value("To").as_deref(),
         Some("a@example.org, b@example.org")
+    );
+    assert_eq!(parsed.ctype.mimetype, "multipart/mixed");
+    let attached = &parsed.subparts[1];
+    assert_eq!(
+        attached
+            .get_content_disposition()
+            .params
+            .get("filename")
+            .map(String::as_str),
+        Some("cert.pem")
+    );
+    assert!(
+        attached
+            .get_body()
+            .is_ok_and(|b| b.contains("BEGIN CERTIFICATE")),
+        "the attachment arrives intact"
     );
     // The server insists on STARTTLS: a plain session is refused, and the reason shown.
     let refused = mail_test("none");

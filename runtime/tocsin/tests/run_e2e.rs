@@ -41,6 +41,7 @@ fn default_policies_load_and_collect() {
             "host-basics",
             "host-down",
             "memory-high",
+            "messages",
             "port-down",
             "process-down",
             "server-alert"
