@@ -277,7 +277,9 @@ pub async fn notifications(State(state): State<AppState>) -> Result<Json<Value>,
         .iter()
         .map(|m| {
             json!({
-                "id": m.id, "channel": m.message.channel, "recipient": m.message.recipient,
+                // Webhook URLs are credentials: shown without their path.
+                "id": m.id, "channel": m.message.channel,
+                "recipient": tocsin_notify::redact(&m.message.recipient),
                 "kind": m.message.kind, "delivery": m.delivery, "attempts": m.attempts,
                 "last_error": m.last_error, "server_reply": m.server_reply,
                 "payload": m.message.payload,

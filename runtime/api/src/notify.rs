@@ -43,13 +43,28 @@ fn check_kind(kind: &str) -> Result<(), AppError> {
     }
 }
 
+/// Kinds `POST /api/notifications` queues.
+const API_KINDS: [&str; 2] = ["maintenance", "custom"];
+
+/// Variables the server sets in every message; a request may not override them.
+const RESERVED_VARS: [&str; 8] = [
+    "kind",
+    "server_name",
+    "base_url",
+    "timestamp",
+    "recipient",
+    "username",
+    "display_name",
+    "chart_cid",
+];
+
 /// Body of `POST /api/notifications`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NewNotification {
     /// A configured receiver (`routing.receivers[].name`): it names channel and recipients.
     receiver: String,
-    /// `maintenance`, `custom`, `welcome`, ... (`server_alert` is the router's).
+    /// `maintenance` or `custom`.
     kind: String,
     /// The template's variables (strings).
     #[serde(default)]
@@ -67,10 +82,19 @@ pub async fn enqueue(
 ) -> Result<(axum::http::StatusCode, Json<Value>), AppError> {
     let Json(b) = body.map_err(|e| AppError::bad_request(e.body_text()))?;
     check_kind(&b.kind)?;
-    if b.kind == "server_alert" || b.kind == "alert_digest" {
-        return Err(AppError::bad_request(
-            "alert notifications come from the router, not the API",
-        ));
+    // Account messages (welcome, password reset, ...) wait for authenticated users: an
+    // anonymous request must not send a password-reset link in this server's name.
+    if !API_KINDS.contains(&b.kind.as_str()) {
+        return Err(AppError::bad_request(format!(
+            "kind `{}`: the API queues {} (alerts come from the router)",
+            b.kind,
+            API_KINDS.join(", ")
+        )));
+    }
+    if let Some(k) = b.vars.keys().find(|k| RESERVED_VARS.contains(&k.as_str())) {
+        return Err(AppError::bad_request(format!(
+            "vars.{k} is set by the server, not the request"
+        )));
     }
     let receiver = state
         .receivers()

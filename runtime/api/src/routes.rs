@@ -385,6 +385,14 @@ mod tests {
                 r#"{"receiver": "ops", "kind": "server_alert"}"#,
                 "alerts are the router's",
             ),
+            (
+                r#"{"receiver": "ops", "kind": "password_reset", "vars": {"reset_link": "http://evil"}}"#,
+                "no anonymous account mail",
+            ),
+            (
+                r#"{"receiver": "ops", "kind": "custom", "vars": {"base_url": "http://evil"}}"#,
+                "server variables are the server's",
+            ),
             (r#"{"receiver": "ops", "kind": "a b"}"#, "bad kind"),
             (
                 r#"{"receiver": "ops", "kind": "custom", "to": "x@y"}"#,

@@ -1,9 +1,10 @@
 //! The command channel (`pipe` receivers): a configured command line, run without a shell,
 //! gets the notification as JSON on its standard input; exit status 0 is acceptance.
-//! It is killed at the timeout.
+//! It runs in its own process group, which is killed at the timeout (children included).
 
 use std::io::{Read as _, Write as _};
 use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// Run `command_line` with `input` on stdin; returns `exit 0` and the first output line.
@@ -11,7 +12,10 @@ pub fn run(command_line: &str, input: &[u8], timeout: Duration) -> Result<String
     let argv = shlex::split(command_line)
         .filter(|a| !a.is_empty())
         .ok_or_else(|| format!("`{command_line}` is not a command line"))?;
-    let mut child = Command::new(&argv[0])
+    let mut command = Command::new(&argv[0]);
+    #[cfg(unix)]
+    std::os::unix::process::CommandExt::process_group(&mut command, 0);
+    let mut child = command
         .args(&argv[1..])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -26,15 +30,26 @@ pub fn run(command_line: &str, input: &[u8], timeout: Duration) -> Result<String
             let _ = stdin.write_all(&input);
         });
     }
+    // Each pipe is read on its own thread into a shared head (first 4 KiB kept).
     let drain = |pipe: Option<Box<dyn std::io::Read + Send>>| {
+        let head = Arc::new(Mutex::new(Vec::new()));
+        let (done, finished) = std::sync::mpsc::channel::<()>();
+        let shared = head.clone();
         std::thread::spawn(move || {
-            let mut head = Vec::new();
+            let mut buf = [0u8; 4096];
             if let Some(mut r) = pipe {
-                let _ = (&mut r).take(4096).read_to_end(&mut head);
-                let _ = std::io::copy(&mut r, &mut std::io::sink());
+                while let Ok(n) = r.read(&mut buf) {
+                    if n == 0 {
+                        break;
+                    }
+                    let mut h = shared.lock().unwrap_or_else(|e| e.into_inner());
+                    let keep = n.min(4096usize.saturating_sub(h.len()));
+                    h.extend_from_slice(&buf[..keep]);
+                }
             }
-            String::from_utf8_lossy(&head).trim().to_string()
-        })
+            let _ = done.send(());
+        });
+        (head, finished)
     };
     let stdout = drain(
         child
@@ -53,22 +68,40 @@ pub fn run(command_line: &str, input: &[u8], timeout: Duration) -> Result<String
         match child.try_wait() {
             Ok(Some(status)) => break status,
             Ok(None) if started.elapsed() >= timeout => {
-                let _ = child.kill();
-                let _ = child.wait();
+                kill_group(&mut child);
                 return Err(format!("{}: killed after {timeout:?}", argv[0]));
             }
             Ok(None) => std::thread::sleep(Duration::from_millis(10)),
             Err(e) => return Err(format!("{}: {e}", argv[0])),
         }
     };
-    let stdout = stdout.join().unwrap_or_default();
-    let stderr = stderr.join().unwrap_or_default();
+    // What it printed; a child it left behind holding the pipes is not waited for.
+    let text = |(head, finished): (Arc<Mutex<Vec<u8>>>, std::sync::mpsc::Receiver<()>)| {
+        let _ = finished.recv_timeout(Duration::from_millis(500));
+        let h = head.lock().unwrap_or_else(|e| e.into_inner());
+        String::from_utf8_lossy(&h).trim().to_string()
+    };
+    let stdout = text(stdout);
+    let stderr = text(stderr);
     if status.success() {
         let first = stdout.lines().next().unwrap_or("");
         Ok(format!("exit 0 {first}").trim().to_string())
     } else {
         Err(format!("{}: {status}: {stderr}", argv[0]))
     }
+}
+
+/// Kill the command's process group (its children too), then reap it.
+fn kill_group(child: &mut std::process::Child) {
+    #[cfg(unix)]
+    {
+        let _ = Command::new("kill")
+            .args(["-KILL", "--", &format!("-{}", child.id())])
+            .stderr(Stdio::null())
+            .status();
+    }
+    let _ = child.kill();
+    let _ = child.wait();
 }
 
 #[cfg(test)]
@@ -94,6 +127,24 @@ mod tests {
         assert!(err.contains("nope") && err.contains('3'), "{err}");
         let slow = run("sleep 5", b"", Duration::from_millis(200)).expect_err("an error");
         assert!(slow.contains("killed"), "{slow}");
+        // A command whose background child keeps the pipes open returns on its own exit ...
+        let started = Instant::now();
+        let left = run("sh -c 'sleep 5 & echo done'", b"", Duration::from_secs(5));
+        assert_eq!(left, Ok("exit 0 done".into()));
+        assert!(
+            started.elapsed() < Duration::from_secs(3),
+            "{:?}",
+            started.elapsed()
+        );
+        // ... and a hung one is killed with its children.
+        let started = Instant::now();
+        let hung = run("sh -c 'sleep 5 & sleep 5'", b"", Duration::from_millis(200));
+        assert!(hung.is_err_and(|e| e.contains("killed")));
+        assert!(
+            started.elapsed() < Duration::from_secs(3),
+            "{:?}",
+            started.elapsed()
+        );
         assert!(run("'unclosed", b"", Duration::from_secs(1)).is_err());
     }
 }

@@ -142,6 +142,9 @@ pub fn tick(
         return Ok(false);
     }
     let day = u64::try_from(now.div_euclid(DAY_MS)).unwrap_or(0);
+    if store.job_period("daily_digest")?.is_some_and(|d| d >= day) {
+        return Ok(false); // cheap: the summary is not computed again
+    }
     let msgs = messages(store, config, receivers, now)?;
     store.enqueue_once("daily_digest", day, &msgs)
 }

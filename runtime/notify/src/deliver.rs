@@ -1,13 +1,17 @@
 //! Delivery from the durable outbox. One thread per channel (mail, webhook, pipe) takes
 //! the channel's due messages, renders them, sends them and records the outcome: the
 //! server's acceptance (so a restart never sends twice), or a retry with exponential
-//! backoff and jitter, or — past `retry.give_up_after` — a failure. A recipient over its
-//! rate limit gets its waiting alert messages folded into one digest instead of losing any.
+//! backoff and jitter, or — for a permanent refusal, or past `retry.give_up_after` — a
+//! failure. Messages are handled per (receiver, recipient), oldest first. A destination
+//! that fails is paused until its retry, so one dead server costs one attempt, not one per
+//! waiting message. Each (receiver, recipient) gets at most `rate_limit.max` messages per
+//! `rate_limit.per`; past it, its waiting alert messages are folded into one digest and
+//! other kinds wait for the window — nothing is dropped.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::{Value, json};
 use tocsin_alerting::Receiver;
@@ -15,12 +19,16 @@ use tocsin_store::{OutboxMessage, Store, StoreError};
 
 use crate::chart::ChartRules;
 use crate::config::{MailConfig, NotifyConfig};
-use crate::mail::{Email, FileAttachment, Mailer};
-use crate::render::{Rendered, Templates};
+use crate::mail::Mailer;
+use crate::render::Templates;
+use crate::send::{CHART_CID, Channels, Failure, Outgoing, redact};
 use crate::vars::{Site, vars};
 
 /// Kinds that may be folded into a digest (account messages never are).
 const FOLDABLE: [&str; 1] = ["server_alert"];
+
+/// How the reply recorded for a digest's messages starts.
+const DIGEST_REPLY: &str = "digest of ";
 
 /// What one pass did.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -31,23 +39,14 @@ pub struct PassReport {
     pub folded: usize,
     /// Attempts that failed and will be retried.
     pub retried: usize,
-    /// Messages given up (or refused by configuration).
+    /// Messages given up, refused for good, or refused by configuration.
     pub failed: usize,
-    /// Messages held back by the rate limit.
+    /// Messages held back by the rate limit or a paused destination.
     pub postponed: usize,
 }
 
-/// A send failure.
-type SendResult = Result<String, String>;
-
-/// Delivery times per (channel, recipient).
+/// Rate windows: delivery times per (receiver, recipient).
 type SentLog = HashMap<(String, String), VecDeque<i64>>;
-
-/// Content-ID of the chart in a mail.
-const CHART_CID: &str = "chart";
-
-/// How the reply recorded for a digest's messages starts.
-const DIGEST_REPLY: &str = "digest of ";
 
 /// Delivers one channel's messages.
 pub struct Deliverer {
@@ -56,12 +55,15 @@ pub struct Deliverer {
     charts: ChartRules,
     config: NotifyConfig,
     mail_config: MailConfig,
-    mailer: Result<Mailer, String>,
     receivers: Vec<Receiver>,
-    site: Site,
-    /// Delivery times within the rate window, per (channel, recipient); read from the
-    /// store on the first pass.
+    channels: Channels,
+    /// Read from the store on the first pass.
     sent: Option<SentLog>,
+    /// Destinations (the SMTP server, a URL, a command) paused until a time, after a failure.
+    paused: HashMap<String, i64>,
+    /// Messages a server accepted whose record failed: recorded before anything else is
+    /// sent, and never sent again meanwhile.
+    unrecorded: Vec<(Vec<u64>, i64, String)>,
     rng: fastrand::Rng,
 }
 
@@ -83,8 +85,12 @@ pub fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
+fn receiver_of(m: &OutboxMessage) -> &str {
+    m.message.payload["receiver"].as_str().unwrap_or("")
+}
+
 impl Deliverer {
-    /// A deliverer over `store`; the rate windows are seeded from what was delivered lately.
+    /// A deliverer over `store`.
     pub fn new(
         store: Arc<Store>,
         templates: Templates,
@@ -93,10 +99,14 @@ impl Deliverer {
         mail_config: MailConfig,
         receivers: Vec<Receiver>,
     ) -> Deliverer {
-        let mailer = Mailer::new(&mail_config).map_err(|e| e.to_string());
-        let site = Site {
-            server_name: config.server_name(),
-            base_url: config.base_url.trim_end_matches('/').to_string(),
+        let channels = Channels {
+            mailer: Mailer::new(&mail_config).map_err(|e| e.to_string()),
+            mail_host: mail_config.endpoint().map(|e| e.host).unwrap_or_default(),
+            site: Site {
+                server_name: config.server_name(),
+                base_url: config.base_url.trim_end_matches('/').to_string(),
+            },
+            timeout: config.timeout,
         };
         Deliverer {
             store,
@@ -104,10 +114,11 @@ impl Deliverer {
             charts,
             config,
             mail_config,
-            mailer,
             receivers,
-            site,
+            channels,
             sent: None,
+            paused: HashMap::new(),
+            unrecorded: Vec::new(),
             rng: fastrand::Rng::new(),
         }
     }
@@ -118,7 +129,7 @@ impl Deliverer {
         let mut sent = SentLog::new();
         // A digest marks all its messages with the same reply: count it once.
         let mut digests = std::collections::HashSet::new();
-        for m in self.store.recent_messages(2000)?.iter().rev() {
+        for m in self.store.recent_messages(2000)? {
             let Some(at) = m.delivered_ms.filter(|t| *t > since) else {
                 continue;
             };
@@ -126,62 +137,103 @@ impl Deliverer {
             if reply.starts_with(DIGEST_REPLY) && !digests.insert(reply) {
                 continue;
             }
-            let key = (m.message.channel.clone(), m.message.recipient.clone());
+            let key = (receiver_of(&m).to_string(), m.message.recipient.clone());
             sent.entry(key).or_default().push_back(at);
+        }
+        for times in sent.values_mut() {
+            times.make_contiguous().sort_unstable();
         }
         Ok(sent)
     }
 
-    /// One pass over `channel`'s due messages at `now`.
+    /// One pass over `channel`'s due messages at `now` (the clock moves on from `now` as
+    /// the pass takes time).
     pub fn pass(&mut self, channel: &str, now: i64) -> Result<PassReport, StoreError> {
+        let started = Instant::now();
+        let clock = move || now.saturating_add(ms(started.elapsed()));
         let mut report = PassReport::default();
-        let mut by_recipient: BTreeMap<String, Vec<OutboxMessage>> = BTreeMap::new();
+        // Acceptances not yet recorded come first: nothing else goes out until they are.
+        while let Some((ids, at, reply)) = self.unrecorded.first().cloned() {
+            match self.store.mark_all_delivered(&ids, at, &reply) {
+                Ok(()) | Err(StoreError::Refused(_)) => {
+                    self.unrecorded.remove(0);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        if self.sent.is_none() {
+            self.sent = Some(self.seed_rate_windows(now)?);
+        }
+        let mut groups: BTreeMap<(String, String), Vec<OutboxMessage>> = BTreeMap::new();
         for m in self.store.due_messages_on(channel, now, 1000)? {
             if let Some(reason) = self.refusal(&m) {
-                tracing::warn!(id = m.id, recipient = %m.message.recipient, "not sent: {reason}");
+                tracing::warn!(id = m.id, recipient = %redact(&m.message.recipient), "not sent: {reason}");
                 self.store.mark_attempt_failed(m.id, &reason, None)?;
                 report.failed += 1;
                 continue;
             }
-            by_recipient
-                .entry(m.message.recipient.clone())
-                .or_default()
-                .push(m);
+            let key = (receiver_of(&m).to_string(), m.message.recipient.clone());
+            groups.entry(key).or_default().push(m);
         }
         let window = ms(self.config.rate_limit.per);
-        if self.sent.is_none() {
-            self.sent = Some(self.seed_rate_windows(now)?);
-        }
-        for (recipient, messages) in by_recipient {
-            let key = (channel.to_string(), recipient.clone());
-            let times = self.sent.get_or_insert_default().entry(key).or_default();
+        let max = usize::try_from(self.config.rate_limit.max).unwrap_or(usize::MAX);
+        for (key, mut messages) in groups {
+            // Oldest first: a digest then shows each alert's newest state.
+            messages.sort_by_key(|m| m.id);
+            let destination = if channel == "mail" {
+                "mail".to_string()
+            } else {
+                format!("{channel}:{}", key.1)
+            };
+            let times = self
+                .sent
+                .get_or_insert_default()
+                .entry(key.clone())
+                .or_default();
             while times.front().is_some_and(|t| *t <= now - window) {
                 times.pop_front();
             }
-            let room = usize::try_from(self.config.rate_limit.max)
-                .unwrap_or(usize::MAX)
-                .saturating_sub(times.len());
-            let oldest = times.front().copied();
-            let (foldable, single): (Vec<_>, Vec<_>) = messages
+            let mut room = max.saturating_sub(times.len());
+            let window_frees = times.front().map_or(now, |t| t + window);
+            let (alerts, others): (Vec<_>, Vec<_>) = messages
                 .into_iter()
                 .partition(|m| FOLDABLE.contains(&m.message.kind.as_str()));
-            for m in single {
-                self.send_one(channel, &[m], now, &mut report)?;
-            }
-            if foldable.is_empty() {
-                continue;
-            }
-            if foldable.len() <= room {
-                for m in foldable {
-                    self.send_one(channel, &[m], now, &mut report)?;
-                }
+            let mut batches: Vec<Vec<OutboxMessage>> = Vec::new();
+            let mut held: Vec<u64> = Vec::new();
+            if alerts.len() <= room {
+                room -= alerts.len();
+                batches.extend(alerts.into_iter().map(|m| vec![m]));
             } else if room >= 1 {
-                self.send_one(channel, &foldable, now, &mut report)?;
+                room -= 1;
+                batches.push(alerts);
             } else {
-                let at = oldest.unwrap_or(now) + window;
-                let ids: Vec<u64> = foldable.iter().map(|m| m.id).collect();
-                self.store.reschedule(&ids, at)?;
-                report.postponed += ids.len();
+                held.extend(alerts.iter().map(|m| m.id));
+            }
+            for m in others {
+                if room >= 1 {
+                    room -= 1;
+                    batches.push(vec![m]);
+                } else {
+                    held.push(m.id);
+                }
+            }
+            if !held.is_empty() {
+                self.store.reschedule(&held, window_frees.max(now + 1))?;
+                report.postponed += held.len();
+            }
+            for batch in batches {
+                if let Some(until) = self
+                    .paused
+                    .get(&destination)
+                    .copied()
+                    .filter(|u| *u > clock())
+                {
+                    let ids: Vec<u64> = batch.iter().map(|m| m.id).collect();
+                    self.store.reschedule(&ids, until)?;
+                    report.postponed += ids.len();
+                    continue;
+                }
+                self.send_batch(channel, &key, &destination, &batch, clock(), &mut report)?;
             }
         }
         Ok(report)
@@ -193,6 +245,19 @@ impl Deliverer {
         if !self.config.enabled(kind) {
             return Some(format!("kind `{kind}` is turned off (notify.kinds)"));
         }
+        let name = receiver_of(m);
+        let Some(receiver) = self.receivers.iter().find(|r| r.name == name) else {
+            return Some(format!("receiver `{name}` is no longer configured"));
+        };
+        if receiver.channel != m.message.channel
+            || !(receiver.to.contains(&m.message.recipient)
+                || receiver.to.is_empty() && m.message.recipient.is_empty())
+        {
+            return Some(format!(
+                "receiver `{name}` no longer sends to this recipient on {}",
+                m.message.channel
+            ));
+        }
         if m.message.channel == "mail"
             && self.mail_config.alerts_admins_only
             && FOLDABLE.contains(&kind.as_str())
@@ -203,24 +268,26 @@ impl Deliverer {
         None
     }
 
-    /// Send `messages` (one, or several as a digest) and record the outcome.
-    fn send_one(
+    /// Send `batch` (one message, or several as a digest) and record the outcome.
+    fn send_batch(
         &mut self,
         channel: &str,
-        messages: &[OutboxMessage],
+        key: &(String, String),
+        destination: &str,
+        batch: &[OutboxMessage],
         now: i64,
         report: &mut PassReport,
     ) -> Result<(), StoreError> {
-        let Some(first) = messages.first() else {
+        let Some(first) = batch.first() else {
             return Ok(());
         };
-        let recipient = first.message.recipient.clone();
-        let (kind, payload) = if messages.len() == 1 {
+        let recipient = key.1.as_str();
+        let (kind, payload) = if batch.len() == 1 {
             (first.message.kind.clone(), first.message.payload.clone())
         } else {
-            ("alert_digest".to_string(), digest(messages))
+            ("alert_digest".to_string(), digest(batch))
         };
-        let mut v = vars(&kind, &recipient, &payload, &self.site, now);
+        let mut v = vars(&kind, recipient, &payload, &self.channels.site, now);
         // Mail shows the chart inline; webhooks link to it (see `webhook::bodies`).
         let chart = (channel == "mail")
             .then(|| self.chart(&payload, now))
@@ -229,53 +296,78 @@ impl Deliverer {
             v.push(("chart_cid".into(), CHART_CID.into()));
         }
         let rendered = self.templates.render(&kind, &v);
-        let ids: Vec<u64> = messages.iter().map(|m| m.id).collect();
-        let sent = self.send(channel, &kind, &recipient, &rendered, &payload, &ids, chart);
-        match sent {
+        let ids: Vec<u64> = batch.iter().map(|m| m.id).collect();
+        let receiver = self.receivers.iter().find(|r| r.name == key.0);
+        let outgoing = Outgoing {
+            kind: &kind,
+            receiver,
+            recipient,
+            rendered: &rendered,
+            payload: &payload,
+            ids: &ids,
+            chart,
+        };
+        match self.channels.send(channel, outgoing) {
             Ok(reply) => {
+                self.paused.remove(destination);
                 let reply = if ids.len() > 1 {
                     format!("{DIGEST_REPLY}{} (with #{}): {reply}", ids.len(), ids[0])
                 } else {
                     reply
                 };
-                self.store.mark_all_delivered(&ids, now, &reply)?;
                 self.sent
                     .get_or_insert_default()
-                    .entry((channel.to_string(), recipient))
+                    .entry(key.clone())
                     .or_default()
                     .push_back(now);
                 report.delivered += ids.len();
                 if ids.len() > 1 {
                     report.folded += ids.len();
                 }
+                if let Err(e) = self.store.mark_all_delivered(&ids, now, &reply) {
+                    // Accepted but not recorded: keep it, so it is recorded, not resent.
+                    self.unrecorded.push((ids, now, reply));
+                    return Err(e);
+                }
             }
-            Err(error) => {
-                for m in messages {
-                    let retry = self.retry_at(m, now);
+            Err(failure) => {
+                let error = failure.text().to_string();
+                // One retry time for the batch, so it stays together.
+                let attempts = batch.iter().map(|m| m.attempts).max().unwrap_or(0);
+                let retry = match failure {
+                    Failure::Permanent(_) => None,
+                    Failure::Retry(_) => Some(self.retry_at(attempts, now)),
+                };
+                if let Some(at) = retry {
+                    self.paused.insert(destination.to_string(), at);
+                }
+                let give_up = ms(self.config.retry.give_up_after);
+                for m in batch {
+                    let retry = retry.filter(|_| now - m.message.not_before_ms < give_up);
                     if retry.is_none() {
-                        tracing::error!(id = m.id, channel, error = %error, "notification given up");
+                        tracing::error!(id = m.id, channel, error = %error, "notification not delivered, given up");
                         report.failed += 1;
                     } else {
                         report.retried += 1;
                     }
                     self.store.mark_attempt_failed(m.id, &error, retry)?;
                 }
-                tracing::warn!(channel, recipient = %first.message.recipient, error = %error, "delivery failed; will retry");
+                if retry.is_some() {
+                    tracing::warn!(channel, recipient = %redact(recipient), error = %error, "delivery failed; will retry");
+                }
             }
         }
         Ok(())
     }
 
-    /// Exponential backoff with jitter (half fixed, half random); `None` past the give-up age.
-    fn retry_at(&mut self, m: &OutboxMessage, now: i64) -> Option<i64> {
+    /// Exponential backoff with jitter: between half and all of `initial × 2^attempts`,
+    /// capped at `max`.
+    fn retry_at(&mut self, attempts: u32, now: i64) -> i64 {
         let retry = &self.config.retry;
-        if now - m.message.not_before_ms >= ms(retry.give_up_after) {
-            return None;
-        }
-        let exp = ms(retry.initial).saturating_mul(1i64 << m.attempts.min(30));
+        let exp = ms(retry.initial).saturating_mul(1i64 << attempts.min(30));
         let delay = exp.min(ms(retry.max)).max(1);
         let half = delay / 2;
-        Some(now + half + self.rng.i64(0..=delay - half))
+        now + half + self.rng.i64(0..=delay - half)
     }
 
     /// The chart of the first firing alert (else the first alert) of an alert payload.
@@ -292,75 +384,10 @@ impl Deliverer {
             .collect();
         self.charts.png(&self.store, rule, &labels, now)
     }
-
-    #[allow(clippy::too_many_arguments)] // one call site; a struct would only rename them
-    fn send(
-        &self,
-        channel: &str,
-        kind: &str,
-        recipient: &str,
-        rendered: &Rendered,
-        payload: &Value,
-        ids: &[u64],
-        chart: Option<Vec<u8>>,
-    ) -> Result<String, String> {
-        match channel {
-            "mail" => {
-                let mailer = self.mailer.as_ref().map_err(Clone::clone)?;
-                let host = self
-                    .mail_config
-                    .endpoint()
-                    .map(|e| e.host)
-                    .unwrap_or_default();
-                let email = Email {
-                    to: vec![recipient.to_string()],
-                    subject: rendered.subject.clone(),
-                    text: rendered.text.clone(),
-                    html: rendered.html.clone(),
-                    attachments: Vec::new(),
-                    inline: chart
-                        .map(|bytes| FileAttachment {
-                            name: CHART_CID.into(),
-                            content_type: "image/png".into(),
-                            bytes,
-                        })
-                        .into_iter()
-                        .collect(),
-                    // Stable across retries, so a receiver can drop a repeat.
-                    message_id: Some(format!(
-                        "<tocsin.{}.{}@{}>",
-                        ids.first().copied().unwrap_or(0),
-                        ids.len(),
-                        if host.is_empty() { "tocsin" } else { &host }
-                    )),
-                };
-                mailer.send(&email).map_err(|e| e.to_string())
-            }
-            "webhook" => {
-                let receiver = payload["receiver"].as_str().unwrap_or("");
-                let r = self.receivers.iter().find(|r| r.name == receiver);
-                let format = r.map_or("generic", |r| r.format.as_str());
-                let key = r.map_or("", |r| r.routing_key.0.as_str());
-                let bodies =
-                    crate::webhook::bodies(format, key, kind, rendered, payload, &self.site);
-                crate::webhook::post(recipient, &bodies, self.config.timeout)
-            }
-            "pipe" => {
-                let input = json!({
-                    "kind": kind,
-                    "subject": rendered.subject,
-                    "text": rendered.text,
-                    "payload": payload,
-                    "ids": ids,
-                });
-                crate::command::run(recipient, input.to_string().as_bytes(), self.config.timeout)
-            }
-            other => SendResult::Err(format!("no deliverer for channel `{other}`")),
-        }
-    }
 }
 
-/// One payload for several alert messages: each alert once, in its newest state.
+/// One payload for several alert messages (given oldest first): each alert once, in its
+/// newest state.
 fn digest(messages: &[OutboxMessage]) -> Value {
     let mut order: Vec<String> = Vec::new();
     let mut latest: HashMap<String, Value> = HashMap::new();
@@ -382,7 +409,7 @@ fn digest(messages: &[OutboxMessage]) -> Value {
     let (firing, resolved): (Vec<Value>, Vec<Value>) =
         alerts.into_iter().partition(|a| a["status"] == "firing");
     json!({
-        "receiver": messages[0].message.payload["receiver"],
+        "receiver": messages.first().map(receiver_of).unwrap_or(""),
         "status": if firing.is_empty() { "resolved" } else { "firing" },
         "group_labels": {},
         "firing": firing,
@@ -391,7 +418,8 @@ fn digest(messages: &[OutboxMessage]) -> Value {
     })
 }
 
-/// Run a deliverer per channel until `stop`; each pass every `interval`.
+/// Run a deliverer per channel until `stop`; each pass every `interval`. A pass that
+/// panics is logged and the thread goes on.
 pub fn spawn(
     make: impl Fn() -> Deliverer,
     channels: &[&str],
@@ -408,12 +436,16 @@ pub fn spawn(
                 .name(format!("deliver-{channel}"))
                 .spawn(move || {
                     while !stop.load(Ordering::Relaxed) {
-                        match d.pass(&channel, now_ms()) {
-                            Ok(r) if r != PassReport::default() => {
+                        let pass = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                            d.pass(&channel, now_ms())
+                        }));
+                        match pass {
+                            Ok(Ok(r)) if r != PassReport::default() => {
                                 tracing::info!(channel = %channel, delivered = r.delivered, folded = r.folded, retried = r.retried, failed = r.failed, postponed = r.postponed, "notifications")
                             }
-                            Ok(_) => {}
-                            Err(e) => tracing::error!(channel = %channel, error = %e, "outbox pass failed"),
+                            Ok(Ok(_)) => {}
+                            Ok(Err(e)) => tracing::error!(channel = %channel, error = %e, "outbox pass failed"),
+                            Err(_) => tracing::error!(channel = %channel, "outbox pass panicked; going on"),
                         }
                         std::thread::sleep(interval);
                     }

@@ -9,6 +9,7 @@ pub mod daily;
 pub mod deliver;
 pub mod mail;
 pub mod render;
+pub mod send;
 pub mod vars;
 pub mod webhook;
 
@@ -18,4 +19,5 @@ pub use daily::DailyDigestConfig;
 pub use deliver::{Deliverer, PassReport, spawn};
 pub use mail::{Email, FileAttachment, MailError, Mailer};
 pub use render::{Rendered, Templates, builtin};
+pub use send::{Failure, redact};
 pub use vars::{Site, as_payload, vars};

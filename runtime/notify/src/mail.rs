@@ -16,9 +16,12 @@ pub enum MailError {
     /// The message could not be built (bad address, header).
     #[error("invalid message: {0}")]
     Invalid(String),
-    /// The server could not be reached or refused it.
+    /// The server could not be reached, or refused the session or the message for now.
     #[error("SMTP: {0}")]
     Smtp(String),
+    /// The server refused the recipient for good (550, 551, 553): retrying cannot help.
+    #[error("SMTP: recipient refused: {0}")]
+    Rejected(String),
     /// Mail is not configured.
     #[error("mail is not configured: {0}")]
     NotConfigured(String),
@@ -175,10 +178,13 @@ impl Mailer {
     /// Send; returns the server's reply to the message (`250 ...`).
     pub fn send(&self, email: &Email) -> Result<String, MailError> {
         let message = self.build(email)?;
-        let response = self
-            .transport
-            .send(&message)
-            .map_err(|e| MailError::Smtp(e.to_string()))?;
+        let response = self.transport.send(&message).map_err(|e| {
+            let code = e.status().map(|c| c.to_string());
+            match code.as_deref() {
+                Some("550" | "551" | "553") => MailError::Rejected(e.to_string()),
+                _ => MailError::Smtp(e.to_string()),
+            }
+        })?;
         let text: Vec<&str> = response.message().collect();
         Ok(format!("{} {}", response.code(), text.join(" ")))
     }

@@ -7,6 +7,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use crate::render::Rendered;
+use crate::send::{Failure, redact, redact_text};
 use crate::vars::Site;
 
 /// Bodies to POST, in order, for one message.
@@ -144,8 +145,16 @@ fn cut(s: &str, max: usize) -> String {
     out
 }
 
-/// POST each body to `url`; returns the status lines of the answers.
-pub fn post(url: &str, bodies: &[Value], timeout: Duration) -> Result<String, String> {
+/// POST each body to `url`; returns the status lines of the answers. A 4xx answer (but
+/// 408 and 429) is permanent; anything else failing is worth a retry. Errors name the URL
+/// without its path (webhook paths are credentials).
+pub fn post(url: &str, bodies: &[Value], timeout: Duration) -> Result<String, Failure> {
+    let shown = redact(url);
+    if bodies.is_empty() {
+        return Err(Failure::Permanent(format!(
+            "{shown}: nothing to send (a pagerduty receiver takes alert notifications only)"
+        )));
+    }
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .timeout_global(Some(timeout))
         .http_status_as_error(false)
@@ -157,12 +166,25 @@ pub fn post(url: &str, bodies: &[Value], timeout: Duration) -> Result<String, St
             .post(url)
             .header("content-type", "application/json")
             .send(body.to_string())
-            .map_err(|e| format!("POST {url}: {e}"))?;
+            .map_err(|e| {
+                Failure::Retry(format!(
+                    "POST {shown}: {}",
+                    redact_text(&e.to_string(), url)
+                ))
+            })?;
         let status = response.status();
         if !status.is_success() {
-            let mut text = response.into_body().read_to_string().unwrap_or_default();
-            text.truncate(300);
-            return Err(format!("POST {url}: HTTP {status}: {text}"));
+            let text = response.into_body().read_to_string().unwrap_or_default();
+            let text: String = text.chars().take(300).collect();
+            let error = format!("POST {shown}: HTTP {status}: {text}");
+            let code = status.as_u16();
+            return Err(
+                if (400..500).contains(&code) && code != 408 && code != 429 {
+                    Failure::Permanent(error)
+                } else {
+                    Failure::Retry(error)
+                },
+            );
         }
         replies.push(format!("HTTP {}", status.as_u16()));
     }

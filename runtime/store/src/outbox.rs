@@ -103,6 +103,13 @@ impl Store {
         self.commit_flush(&[], messages)
     }
 
+    /// The latest period the periodic job `job` enqueued for (see [`Store::enqueue_once`]).
+    pub fn job_period(&self, job: &str) -> Result<Option<u64>, StoreError> {
+        let read = self.db().begin_read()?;
+        let meta = read.open_table(META)?;
+        Ok(meta.get(format!("job:{job}").as_str())?.map(|v| v.value()))
+    }
+
     /// Enqueue `messages` unless the periodic job `job` already did for `period` (or a
     /// later one): the check, the messages and the mark are one durable transaction, so a
     /// daily message is sent once a day across restarts. Returns whether it enqueued.

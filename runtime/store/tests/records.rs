@@ -237,6 +237,11 @@ fn a_periodic_job_enqueues_once_per_period_across_reopens() {
         assert!(store.enqueue_once("other", 20_000, &[]).expect("other job"));
     }
     let store = reopen(&path);
+    assert_eq!(
+        store.job_period("daily_digest").expect("period"),
+        Some(20_000)
+    );
+    assert_eq!(store.job_period("never").expect("period"), None);
     assert!(
         !store
             .enqueue_once("daily_digest", 20_000, &[mail("a@x")])

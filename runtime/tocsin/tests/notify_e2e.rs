@@ -258,15 +258,15 @@ fn smtp_down_for_a_while_then_every_message_arrives_once() {
     for s in &subjects {
         post_custom(port, s);
     }
-    // Every message is tried and fails while the server is down ...
+    // The server is down: attempts fail (the destination is paused between them, the
+    // messages wait) ...
     wait_for("failed attempts", || {
         let n = notifications(port);
         (n.len() == 5
-            && n.iter()
-                .all(|m| m["delivery"] == "pending" && m["attempts"].as_u64() >= Some(2)))
+            && n.iter().all(|m| m["delivery"] == "pending")
+            && n.iter().any(|m| m["attempts"].as_u64() >= Some(2)))
         .then_some(())
-    });
-    // ... and once it is up, each arrives, once.
+    }); // ... and once it is up, each arrives, once.
     let _smtp = smtp(smtp_port, maildir.path());
     wait_for("five mails", || {
         (mails(maildir.path()).len() >= 5).then_some(())
@@ -297,7 +297,7 @@ fn messages_queued_when_the_runtime_is_killed_are_delivered_after_restart() {
     }
     wait_for("failed attempts", || {
         let n = notifications(port);
-        (n.len() == 3 && n.iter().all(|m| m["attempts"].as_u64() >= Some(1))).then_some(())
+        (n.len() == 3 && n.iter().any(|m| m["attempts"].as_u64() >= Some(1))).then_some(())
     });
     tocsin.0.kill().expect("kill -9");
     let _ = tocsin.0.wait();
