@@ -425,7 +425,7 @@ fn tempdir() -> tempfile::TempDir {
 }
 
 #[test]
-fn mail_test_sends_over_starttls_to_several_recipients_and_names_a_refusal() {
+fn mail_test_sends_over_starttls_and_tls_to_several_recipients_and_names_a_refusal() {
     let (dir, maildir) = (tempdir(), tempdir());
     let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
     let made = Command::new("openssl")
@@ -472,7 +472,25 @@ fn mail_test_sends_over_starttls_to_several_recipients_and_names_a_refusal() {
                 let _ = s.write_all(b"QUIT\r\n");
             })
     });
-    let mail_test = |security: &str| {
+    // A second server speaking TLS from the first byte (SMTPS).
+    let smtps_port = free_port();
+    let child = Command::new("aiosmtpd")
+        .args(["-n", "-l", &format!("127.0.0.1:{smtps_port}")])
+        .arg("--smtpscert")
+        .arg(&cert)
+        .arg("--smtpskey")
+        .arg(&key)
+        .args(["-c", "aiosmtpd.handlers.Mailbox"])
+        .arg(maildir.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("aiosmtpd");
+    let _smtps = Smtp { child };
+    wait_for("the SMTPS server", || {
+        std::net::TcpStream::connect(("127.0.0.1", smtps_port)).ok()
+    });
+    let mail_test = |security: &str, port: u16| {
         let cfg = dir.path().join(format!("{security}.toml"));
         std::fs::write(
             &cfg,
@@ -500,7 +518,7 @@ fn mail_test_sends_over_starttls_to_several_recipients_and_names_a_refusal() {
             .output()
             .expect("tocsin mail test")
     };
-    let ok = mail_test("starttls");
+    let ok = mail_test("starttls", port);
     let out = String::from_utf8_lossy(&ok.stdout);
     assert!(
         ok.status.success(),
@@ -535,10 +553,18 @@ fn mail_test_sends_over_starttls_to_several_recipients_and_names_a_refusal() {
         "the attachment arrives intact"
     );
     // The server insists on STARTTLS: a plain session is refused, and the reason shown.
-    let refused = mail_test("none");
+    let refused = mail_test("none", port);
     assert!(!refused.status.success());
     let err = String::from_utf8_lossy(&refused.stderr);
     assert!(err.contains("STARTTLS"), "{err}");
+    // Implicit TLS (port 465 style) works too.
+    let tls = mail_test("tls", smtps_port);
+    assert!(
+        tls.status.success(),
+        "{}",
+        String::from_utf8_lossy(&tls.stderr)
+    );
+    assert_eq!(mails(maildir.path()).len(), 2);
 }
 
 #[test]
