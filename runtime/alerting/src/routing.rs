@@ -84,9 +84,10 @@ pub struct Route {
 pub struct Receiver {
     /// Name routes refer to.
     pub name: String,
-    /// `log` (the runtime's log), `mail`, `webhook` or `pipe` (a command).
+    /// `log` (the runtime's log), `mail`, `webhook`, `mqtt` or `pipe` (a command).
     pub channel: String,
-    /// Addresses, URLs or command lines (one message each).
+    /// Addresses, URLs (`https://...`, `mqtt://host[:port]/topic`) or command lines (one
+    /// message each).
     #[serde(default)]
     pub to: Vec<String>,
     /// Webhook payload shape: `generic` (Alertmanager-like JSON), `slack`, `discord` or
@@ -232,9 +233,9 @@ impl RoutingConfig {
             }
         }
         for (i, r) in self.receivers.iter().enumerate() {
-            if !["log", "mail", "webhook", "pipe"].contains(&r.channel.as_str()) {
+            if !["log", "mail", "webhook", "mqtt", "pipe"].contains(&r.channel.as_str()) {
                 return Err(format!(
-                    "routing.receivers[{i}].channel: `{}` is not one of log, mail, webhook, pipe",
+                    "routing.receivers[{i}].channel: `{}` is not one of log, mail, webhook, mqtt, pipe",
                     r.channel
                 ));
             }

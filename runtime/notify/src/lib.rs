@@ -1,5 +1,5 @@
 //! Notifications: template rendering with a built-in fallback, and delivery from the
-//! durable outbox to mail (SMTP), webhooks (generic, Slack, Discord, PagerDuty) and
+//! durable outbox to mail (SMTP), webhooks (generic, Slack, Discord, PagerDuty), MQTT and
 //! commands, with retries, per-recipient rate limits and digests.
 
 pub mod chart;
@@ -8,6 +8,7 @@ pub mod config;
 pub mod daily;
 pub mod deliver;
 pub mod mail;
+pub mod mqtt;
 pub mod render;
 pub mod send;
 pub mod vars;

@@ -127,6 +127,13 @@ impl Channels {
                     crate::webhook::bodies(format, key, m.kind, m.rendered, m.payload, &self.site);
                 crate::webhook::post(m.recipient, &bodies, self.timeout)
             }
+            "mqtt" => {
+                let bodies = crate::webhook::bodies(
+                    "generic", "", m.kind, m.rendered, m.payload, &self.site,
+                );
+                let body = bodies.first().map(Value::to_string).unwrap_or_default();
+                crate::mqtt::publish(m.recipient, body.as_bytes(), self.timeout)
+            }
             "pipe" => {
                 if shlex::split(m.recipient).is_none_or(|a| a.is_empty()) {
                     return Err(Failure::Permanent(format!(

@@ -271,6 +271,22 @@ fn validate(config: &Config, fig: &Figment) -> Result<(), ConfigError> {
     if let Err(e) = config.routing.validate() {
         return Err(ConfigError(format!("{e}, from {}", origin("routing"))));
     }
+    for r in config
+        .routing
+        .receivers
+        .iter()
+        .filter(|r| r.channel == "mqtt")
+    {
+        for to in &r.to {
+            if let Err(e) = tocsin_notify::mqtt::parse(to) {
+                return Err(ConfigError(format!(
+                    "routing receiver `{}`: {e}, from {}",
+                    r.name,
+                    origin("routing")
+                )));
+            }
+        }
+    }
     if let Err(e) = config.mail.validate() {
         return Err(ConfigError(format!("{e}, from {}", origin("mail"))));
     }

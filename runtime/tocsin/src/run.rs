@@ -96,7 +96,7 @@ pub fn run(config: Config) -> anyhow::Result<()> {
                     receivers.clone(),
                 )
             },
-            &["mail", "webhook", "pipe"],
+            &["mail", "webhook", "mqtt", "pipe"],
             Duration::from_millis(500),
             stop.clone(),
         )
