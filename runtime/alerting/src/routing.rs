@@ -239,6 +239,12 @@ impl RoutingConfig {
                     r.channel
                 ));
             }
+            if r.channel != "log" && (r.to.is_empty() || r.to.iter().any(|t| t.trim().is_empty())) {
+                return Err(format!(
+                    "routing.receivers[{i}].to: a {} receiver needs at least one non-empty address",
+                    r.channel
+                ));
+            }
             if !WEBHOOK_FORMATS.contains(&r.format.as_str()) {
                 return Err(format!(
                     "routing.receivers[{i}].format: `{}` is not one of {}",

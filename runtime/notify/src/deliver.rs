@@ -177,14 +177,20 @@ impl Deliverer {
         }
         let window = ms(self.config.rate_limit.per);
         let max = usize::try_from(self.config.rate_limit.max).unwrap_or(usize::MAX);
-        for (key, mut messages) in groups {
-            // Oldest first: a digest then shows each alert's newest state.
+        // Groups by the age of their oldest message, so no recipient always goes first.
+        let mut groups: Vec<((String, String), Vec<OutboxMessage>)> = groups.into_iter().collect();
+        for (_, messages) in &mut groups {
             messages.sort_by_key(|m| m.id);
+        }
+        groups.sort_by_key(|(_, messages)| messages.first().map_or(0, |m| m.id));
+        for (key, messages) in groups {
+            // Paused: the destination for everyone, or this recipient alone.
             let destination = if channel == "mail" {
                 "mail".to_string()
             } else {
                 format!("{channel}:{}", key.1)
             };
+            let recipient_pause = format!("{channel}:{}:{}", key.0, key.1);
             let times = self
                 .sent
                 .get_or_insert_default()
@@ -193,47 +199,44 @@ impl Deliverer {
             while times.front().is_some_and(|t| *t <= now - window) {
                 times.pop_front();
             }
-            let mut room = max.saturating_sub(times.len());
+            let room = max.saturating_sub(times.len());
             let window_frees = times.front().map_or(now, |t| t + window);
             let (alerts, others): (Vec<_>, Vec<_>) = messages
                 .into_iter()
                 .partition(|m| FOLDABLE.contains(&m.message.kind.as_str()));
-            let mut batches: Vec<Vec<OutboxMessage>> = Vec::new();
-            let mut held: Vec<u64> = Vec::new();
-            if alerts.len() <= room {
-                room -= alerts.len();
-                batches.extend(alerts.into_iter().map(|m| vec![m]));
-            } else if room >= 1 {
-                room -= 1;
-                batches.push(alerts);
-            } else {
-                held.extend(alerts.iter().map(|m| m.id));
+            // Units of one slot each: every message when all fit; else the alerts folded
+            // into one digest and the other messages one by one, oldest first.
+            let mut units: Vec<Vec<OutboxMessage>> = Vec::new();
+            if alerts.len() + others.len() <= room {
+                units.extend(alerts.into_iter().map(|m| vec![m]));
+            } else if !alerts.is_empty() {
+                units.push(alerts);
             }
-            for m in others {
-                if room >= 1 {
-                    room -= 1;
-                    batches.push(vec![m]);
-                } else {
-                    held.push(m.id);
-                }
-            }
+            units.extend(others.into_iter().map(|m| vec![m]));
+            units.sort_by_key(|u| u.first().map_or(0, |m| m.id));
+            let held: Vec<u64> = units
+                .iter()
+                .skip(room)
+                .flat_map(|u| u.iter().map(|m| m.id))
+                .collect();
             if !held.is_empty() {
                 self.store.reschedule(&held, window_frees.max(now + 1))?;
                 report.postponed += held.len();
             }
-            for batch in batches {
-                if let Some(until) = self
-                    .paused
-                    .get(&destination)
-                    .copied()
-                    .filter(|u| *u > clock())
-                {
+            for batch in units.into_iter().take(room) {
+                let paused = [&destination, &recipient_pause]
+                    .iter()
+                    .filter_map(|k| self.paused.get(*k).copied())
+                    .max()
+                    .filter(|u| *u > clock());
+                if let Some(until) = paused {
                     let ids: Vec<u64> = batch.iter().map(|m| m.id).collect();
                     self.store.reschedule(&ids, until)?;
                     report.postponed += ids.len();
                     continue;
                 }
-                self.send_batch(channel, &key, &destination, &batch, clock(), &mut report)?;
+                let pauses = [destination.as_str(), recipient_pause.as_str()];
+                self.send_batch(channel, &key, pauses, &batch, clock(), &mut report)?;
             }
         }
         Ok(report)
@@ -273,7 +276,7 @@ impl Deliverer {
         &mut self,
         channel: &str,
         key: &(String, String),
-        destination: &str,
+        pauses: [&str; 2],
         batch: &[OutboxMessage],
         now: i64,
         report: &mut PassReport,
@@ -307,9 +310,15 @@ impl Deliverer {
             ids: &ids,
             chart,
         };
-        match self.channels.send(channel, outgoing) {
+        let started = Instant::now();
+        let sent = self.channels.send(channel, outgoing);
+        // Outcomes are timed when the send returned (a timeout can take long).
+        let now = now.saturating_add(ms(started.elapsed()));
+        match sent {
             Ok(reply) => {
-                self.paused.remove(destination);
+                for p in pauses {
+                    self.paused.remove(p);
+                }
                 let reply = if ids.len() > 1 {
                     format!("{DIGEST_REPLY}{} (with #{}): {reply}", ids.len(), ids[0])
                 } else {
@@ -334,12 +343,15 @@ impl Deliverer {
                 let error = failure.text().to_string();
                 // One retry time for the batch, so it stays together.
                 let attempts = batch.iter().map(|m| m.attempts).max().unwrap_or(0);
-                let retry = match failure {
-                    Failure::Permanent(_) => None,
-                    Failure::Retry(_) => Some(self.retry_at(attempts, now)),
+                let (retry, pause) = match failure {
+                    Failure::Permanent(_) => (None, None),
+                    Failure::Retry(_) => (Some(self.retry_at(attempts, now)), Some(pauses[0])),
+                    Failure::RetryRecipient(_) => {
+                        (Some(self.retry_at(attempts, now)), Some(pauses[1]))
+                    }
                 };
-                if let Some(at) = retry {
-                    self.paused.insert(destination.to_string(), at);
+                if let (Some(at), Some(p)) = (retry, pause) {
+                    self.paused.insert(p.to_string(), at);
                 }
                 let give_up = ms(self.config.retry.give_up_after);
                 for m in batch {

@@ -19,9 +19,13 @@ pub enum MailError {
     /// The server could not be reached, or refused the session or the message for now.
     #[error("SMTP: {0}")]
     Smtp(String),
-    /// The server refused the recipient for good (550, 551, 553): retrying cannot help.
-    #[error("SMTP: recipient refused: {0}")]
+    /// The server refused this message for good (550-554): retrying cannot help.
+    #[error("SMTP: refused: {0}")]
     Rejected(String),
+    /// The server refused this message for now (a 4xx answer to it, e.g. mailbox full):
+    /// retry it, while other mail goes on.
+    #[error("SMTP: deferred: {0}")]
+    Deferred(String),
     /// Mail is not configured.
     #[error("mail is not configured: {0}")]
     NotConfigured(String),
@@ -181,7 +185,13 @@ impl Mailer {
         let response = self.transport.send(&message).map_err(|e| {
             let code = e.status().map(|c| c.to_string());
             match code.as_deref() {
-                Some("550" | "551" | "553") => MailError::Rejected(e.to_string()),
+                Some("550" | "551" | "552" | "553" | "554") => MailError::Rejected(e.to_string()),
+                // 421 (closing) and 454 (TLS unavailable) are about the session.
+                Some(c) if c.starts_with('4') && c != "421" && c != "454" => {
+                    MailError::Deferred(e.to_string())
+                }
+                // No answer (connection, TLS, timeout) or a session-level refusal (5xx
+                // syntax, 530 STARTTLS required, 535 login): the server, for everyone.
                 _ => MailError::Smtp(e.to_string()),
             }
         })?;

@@ -1,11 +1,11 @@
 //! The MQTT channel: a notification published (QoS 1, JSON) to the topic of a receiver's
-//! `mqtt://[user[:password]@]host[:port]/topic/levels` address; the broker's PUBACK is
-//! acceptance. One short connection per message. (TLS brokers come with the fleet's MQTT
+//! `mqtt://[user[:password]@]host[:port]/topic/levels` address (user and password
+//! percent-encoded); the broker's PUBACK is acceptance; a refused login is permanent. One short connection per message. (TLS brokers come with the fleet's MQTT
 //! settings.)
 
 use std::time::{Duration, Instant};
 
-use rumqttc::{Client, Event, MqttOptions, Packet, QoS};
+use rumqttc::{Client, ConnectReturnCode, ConnectionError, Event, MqttOptions, Packet, QoS};
 
 use crate::send::{Failure, redact};
 
@@ -28,7 +28,12 @@ pub fn parse(url: &str) -> Result<Target, String> {
     let rest = url
         .strip_prefix("mqtt://")
         .ok_or_else(|| format!("`{shown}`: an MQTT receiver address starts with mqtt://"))?;
-    let (authority, topic) = rest
+    // User info ends at the last `@` (percent-encoded, so a password may hold anything).
+    let (login, after) = match rest.rsplit_once('@') {
+        Some((login, after)) => (Some(login), after),
+        None => (None, rest),
+    };
+    let (hostport, topic) = after
         .split_once('/')
         .ok_or_else(|| format!("`{shown}`: no topic (mqtt://host[:port]/topic)"))?;
     if topic.is_empty() || topic.contains(['+', '#']) {
@@ -36,18 +41,24 @@ pub fn parse(url: &str) -> Result<Target, String> {
             "`{shown}`: the topic must be non-empty, without wildcards"
         ));
     }
-    let (credentials, hostport) = match authority.rsplit_once('@') {
-        Some((login, hp)) => {
+    let decode = |s: &str| {
+        percent_encoding::percent_decode_str(s)
+            .decode_utf8()
+            .map(|c| c.into_owned())
+            .map_err(|_| format!("`{shown}`: the login is not UTF-8 once decoded"))
+    };
+    let credentials = match login {
+        Some(login) => {
             let (user, password) = login.split_once(':').unwrap_or((login, ""));
-            (Some((user.to_string(), password.to_string())), hp)
+            Some((decode(user)?, decode(password)?))
         }
-        None => (None, authority),
+        None => None,
     };
     let (host, port) = match hostport.rsplit_once(':') {
         Some((h, p)) => (
             h,
             p.parse()
-                .map_err(|_| format!("`{shown}`: port `{p}` is not a number"))?,
+                .map_err(|_| format!("`{shown}`: the port is not a number"))?,
         ),
         None => (hostport, 1883),
     };
@@ -72,7 +83,8 @@ pub fn publish(url: &str, payload: &[u8], timeout: Duration) -> Result<String, F
         target.port,
     );
     options.set_keep_alive(Duration::from_secs(30));
-    options.set_max_packet_size(payload.len() + 1024, 64 * 1024);
+    // (incoming, outgoing): nothing comes in but acknowledgements.
+    options.set_max_packet_size(64 * 1024, payload.len() + target.topic.len() + 1024);
     if let Some((user, password)) = &target.credentials {
         options.set_credentials(user.clone(), password.clone());
     }
@@ -98,6 +110,9 @@ pub fn publish(url: &str, payload: &[u8], timeout: Duration) -> Result<String, F
                 break Ok(format!("PUBACK from {}:{}", target.host, target.port));
             }
             Ok(Ok(_)) => {}
+            Ok(Err(ConnectionError::ConnectionRefused(
+                code @ (ConnectReturnCode::BadUserNamePassword | ConnectReturnCode::NotAuthorized),
+            ))) => break Err(Failure::Permanent(format!("{shown}: refused: {code:?}"))),
             Ok(Err(e)) => break Err(Failure::Retry(format!("{shown}: {e}"))),
             Err(e) => break Err(Failure::Retry(format!("{shown}: {e:?}"))),
         }
@@ -136,5 +151,12 @@ mod tests {
         }
         let e = parse("mqtt://u:secret@b:x/a").expect_err("bad port");
         assert!(!e.contains("secret"), "{e}");
+        let e = parse("mqtt://u:pa/ss@b:x/a").expect_err("bad port");
+        assert!(!e.contains("pa"), "{e}");
+        // A password with `/`, `@` and `:` in it, percent-encoded.
+        assert_eq!(
+            parse("mqtt://ops:p%2F%40%3Aw@b/a").map(|t| t.credentials),
+            Ok(Some(("ops".into(), "p/@:w".into())))
+        );
     }
 }

@@ -20,15 +20,18 @@ pub const CHART_CID: &str = "chart";
 pub enum Failure {
     /// Retrying cannot help.
     Permanent(String),
-    /// Try again later.
+    /// The destination (the SMTP server, a URL, a broker, a command) failed: retry, and
+    /// pause the destination until then.
     Retry(String),
+    /// Only this recipient was deferred: retry it, others on the destination go on.
+    RetryRecipient(String),
 }
 
 impl Failure {
     /// The message.
     pub fn text(&self) -> &str {
         match self {
-            Failure::Permanent(s) | Failure::Retry(s) => s,
+            Failure::Permanent(s) | Failure::Retry(s) | Failure::RetryRecipient(s) => s,
         }
     }
 }
@@ -39,9 +42,13 @@ pub fn redact(recipient: &str) -> String {
     let Some((scheme, rest)) = recipient.split_once("://") else {
         return recipient.to_string();
     };
-    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
-    let host = authority.rsplit('@').next().unwrap_or(authority);
-    if rest.len() > authority.len() || authority.contains('@') {
+    // User info ends at the last `@` (a password may hold `/`), the host at the next `/`.
+    let (had_login, after_login) = match rest.rsplit_once('@') {
+        Some((_, after)) => (true, after),
+        None => (false, rest),
+    };
+    let host = after_login.split(['/', '?', '#']).next().unwrap_or("");
+    if had_login || after_login.len() > host.len() {
         format!("{scheme}://{host}/…")
     } else {
         format!("{scheme}://{host}")
@@ -115,11 +122,15 @@ impl Channels {
                     MailError::Invalid(_) | MailError::Rejected(_) => {
                         Failure::Permanent(e.to_string())
                     }
+                    MailError::Deferred(_) => Failure::RetryRecipient(e.to_string()),
                     MailError::Smtp(_) | MailError::NotConfigured(_) => {
                         Failure::Retry(e.to_string())
                     }
                 })
             }
+            "webhook" | "mqtt" if m.recipient.is_empty() => Err(Failure::Permanent(format!(
+                "receiver has no {channel} address"
+            ))),
             "webhook" => {
                 let format = m.receiver.map_or("generic", |r| r.format.as_str());
                 let key = m.receiver.map_or("", |r| r.routing_key.0.as_str());
@@ -174,6 +185,7 @@ mod tests {
         );
         assert_eq!(redact("http://127.0.0.1:9/"), "http://127.0.0.1:9/…");
         assert_eq!(redact("http://127.0.0.1:9"), "http://127.0.0.1:9");
+        assert_eq!(redact("mqtt://u:pa/ss@h:1/t"), "mqtt://h:1/…");
         assert_eq!(redact("ops@example.org"), "ops@example.org");
         assert_eq!(
             redact_text("error sending to https://h/x/y: refused", "https://h/x/y"),

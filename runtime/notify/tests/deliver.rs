@@ -116,7 +116,17 @@ fn a_burst_to_one_recipient_becomes_one_digest() {
     let mut restarted = deliverer(&store, &config, &[&cmd]);
     let r = restarted.pass("pipe", 4_000).expect("pass");
     assert_eq!(r.postponed, 2, "{r:?}");
-    let window_end = 1_000 + 600_000;
+    // The window frees when the first delivery (at 1 s, plus the moments the command took)
+    // is 10 minutes old.
+    let first = store
+        .recent_messages(200)
+        .expect("recent")
+        .iter()
+        .filter_map(|m| m.delivered_ms)
+        .min()
+        .expect("delivered");
+    let window_end = first + 600_000;
+    assert!((1_000..2_000).contains(&first), "{first}");
     assert!(
         store
             .due_messages(window_end - 1, 10)
@@ -379,4 +389,29 @@ fn messages_for_a_receiver_no_longer_configured_are_failed_with_the_reason() {
         errors[1].contains("no longer sends to this recipient"),
         "{errors:?}"
     );
+}
+
+#[test]
+fn past_the_limit_the_oldest_waiting_message_goes_first_whatever_its_kind() {
+    let (dir, store, config) = setup(1);
+    let log = dir.path().join("received");
+    let cmd = format!(
+        "sh -c 'cat >> {}; echo >> {}'",
+        log.display(),
+        log.display()
+    );
+    let mut d = deliverer(&store, &config, &[&cmd]);
+    let mut custom = alert(&cmd, "x", 0);
+    custom.kind = "custom".into();
+    custom.payload = json!({"receiver": "cmd", "vars": {"subject": "old note"}});
+    store
+        .enqueue(&[custom, alert(&cmd, "a", 0), alert(&cmd, "b", 0)])
+        .expect("enqueue");
+    // One slot: the older custom message takes it; the alerts wait (folded later).
+    let r = d.pass("pipe", 0).expect("pass");
+    assert_eq!((r.delivered, r.postponed), (1, 2), "{r:?}");
+    let text = std::fs::read_to_string(&log).expect("log");
+    assert!(text.contains("\"kind\":\"custom\""), "{text}");
+    let r = d.pass("pipe", 601_000).expect("pass");
+    assert_eq!((r.delivered, r.folded), (2, 2), "{r:?}");
 }
