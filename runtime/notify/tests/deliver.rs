@@ -58,15 +58,21 @@ fn receiver(name: &str, channel: &str, to: &[&str]) -> tocsin_alerting::Receiver
     }
 }
 
-#[test]
-fn a_burst_to_one_recipient_becomes_one_digest() {
-    let (dir, store, config) = setup(5);
-    let log = dir.path().join("received");
+/// A command appending each notification it gets, one JSON line each, to a file.
+fn recorder(dir: &std::path::Path) -> (std::path::PathBuf, String) {
+    let log = dir.join("received");
     let cmd = format!(
         "sh -c 'cat >> {}; echo >> {}'",
         log.display(),
         log.display()
     );
+    (log, cmd)
+}
+
+#[test]
+fn a_burst_to_one_recipient_becomes_one_digest() {
+    let (dir, store, config) = setup(5);
+    let (log, cmd) = recorder(dir.path());
     let mut d = deliverer(&store, &config, &[&cmd]);
     store
         .enqueue(
@@ -394,12 +400,7 @@ fn messages_for_a_receiver_no_longer_configured_are_failed_with_the_reason() {
 #[test]
 fn past_the_limit_the_oldest_waiting_message_goes_first_whatever_its_kind() {
     let (dir, store, config) = setup(1);
-    let log = dir.path().join("received");
-    let cmd = format!(
-        "sh -c 'cat >> {}; echo >> {}'",
-        log.display(),
-        log.display()
-    );
+    let (log, cmd) = recorder(dir.path());
     let mut d = deliverer(&store, &config, &[&cmd]);
     let mut custom = alert(&cmd, "x", 0);
     custom.kind = "custom".into();

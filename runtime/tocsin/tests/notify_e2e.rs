@@ -27,12 +27,18 @@ impl Drop for Smtp {
 }
 
 fn smtp(port: u16, maildir: &Path) -> Smtp {
+    smtp_with(port, maildir, &[])
+}
+
+/// An aiosmtpd with extra options (`--tlscert ...` for STARTTLS), ready when it greets.
+fn smtp_with(port: u16, maildir: &Path, options: &[&std::ffi::OsStr]) -> Smtp {
     // Python's Maildir creates its folders only for a directory that does not exist yet.
     for sub in ["tmp", "new", "cur"] {
         std::fs::create_dir_all(maildir.join(sub)).expect("maildir");
     }
     let child = Command::new("aiosmtpd")
         .args(["-n", "-l", &format!("127.0.0.1:{port}")])
+        .args(options)
         .args(["-c", "aiosmtpd.handlers.Mailbox"])
         .arg(maildir)
         .stdout(Stdio::null())
@@ -161,6 +167,36 @@ fn post_custom(port: u16, subject: &str) {
     assert_eq!(status, 202, "{reply}");
 }
 
+/// A running Tocsin whose CPU rule fires at once, an SMTP sink, and their directories.
+struct AlertingHost {
+    port: u16,
+    maildir: tempfile::TempDir,
+    _tocsin: Tocsin,
+    _smtp: Smtp,
+    _dirs: (tempfile::TempDir, tempfile::TempDir),
+}
+
+/// Start an SMTP sink and Tocsin with the host collector, a rule firing on any CPU usage,
+/// and the template policy `name` (component `wasm`) rendering `kinds`.
+fn alerting_host(name: &str, wasm: &str, kinds: &str) -> AlertingHost {
+    let (dir, data, maildir) = (tempdir(), tempdir(), tempdir());
+    let smtp_port = free_port();
+    let smtp = smtp(smtp_port, maildir.path());
+    host_basics(dir.path());
+    any_rule(dir.path(), "cpu-any", "cpu_usage_percent", "-1");
+    template(dir.path(), name, wasm, kinds);
+    let port = free_port();
+    let cfg = config(data.path(), smtp_port, "");
+    let tocsin = start_config(dir.path(), data.path(), port, &cfg);
+    AlertingHost {
+        port,
+        maildir,
+        _tocsin: tocsin,
+        _smtp: smtp,
+        _dirs: (dir, data),
+    }
+}
+
 fn part_types(part: &ParsedMail) -> Vec<String> {
     let mut out = vec![part.ctype.mimetype.clone()];
     for p in &part.subparts {
@@ -171,27 +207,9 @@ fn part_types(part: &ParsedMail) -> Vec<String> {
 
 #[test]
 fn a_firing_alert_arrives_as_a_multipart_mail_with_its_chart() {
-    let (dir, data, maildir) = (tempdir(), tempdir(), tempdir());
-    let smtp_port = free_port();
-    let _smtp = smtp(smtp_port, maildir.path());
-    host_basics(dir.path());
-    any_rule(dir.path(), "cpu-any", "cpu_usage_percent", "-1");
-    template(
-        dir.path(),
-        "server-alert",
-        "server_alert",
-        "server_alert,alert_digest",
-    );
-    let port = free_port();
-    let _tocsin = start_config(
-        dir.path(),
-        data.path(),
-        port,
-        &config(data.path(), smtp_port, ""),
-    );
-    let raw = wait_for("the alert mail", || {
-        mails(maildir.path()).into_iter().next()
-    });
+    let run = alerting_host("server-alert", "server_alert", "server_alert,alert_digest");
+    let (port, maildir) = (run.port, run.maildir.path());
+    let raw = wait_for("the alert mail", || mails(maildir).into_iter().next());
     let mail = mailparse::parse_mail(&raw).expect("parse");
     assert_eq!(
         mail.headers.get_first_value("Subject").as_deref(),
@@ -378,28 +396,10 @@ fn a_burst_of_100_alerts_to_one_recipient_arrives_as_one_digest() {
 
 #[test]
 fn a_broken_template_falls_back_and_the_mail_still_goes_out() {
-    let (dir, data, maildir) = (tempdir(), tempdir(), tempdir());
-    let smtp_port = free_port();
-    let _smtp = smtp(smtp_port, maildir.path());
-    host_basics(dir.path());
-    any_rule(dir.path(), "cpu-any", "cpu_usage_percent", "-1");
     // Panics on server_alert, loops forever on custom.
-    template(
-        dir.path(),
-        "broken",
-        "broken_template",
-        "server_alert,custom",
-    );
-    let port = free_port();
-    let _tocsin = start_config(
-        dir.path(),
-        data.path(),
-        port,
-        &config(data.path(), smtp_port, ""),
-    );
-    let raw = wait_for("the alert mail", || {
-        mails(maildir.path()).into_iter().next()
-    });
+    let run = alerting_host("broken", "broken_template", "server_alert,custom");
+    let (port, maildir) = (run.port, run.maildir.path());
+    let raw = wait_for("the alert mail", || mails(maildir).into_iter().next());
     assert_eq!(subject(&raw), "[FIRING:1] cpu-any on e2e");
     let mail = mailparse::parse_mail(&raw).expect("parse");
     let text = mail.subparts[0].get_body().expect("text");
@@ -409,7 +409,7 @@ fn a_broken_template_falls_back_and_the_mail_still_goes_out() {
     );
     post_custom(port, "still delivered");
     wait_for("the custom mail", || {
-        mails(maildir.path())
+        mails(maildir)
             .iter()
             .any(|m| subject(m) == "still delivered")
             .then_some(())
@@ -447,31 +447,16 @@ fn mail_test_sends_over_starttls_and_tls_to_several_recipients_and_names_a_refus
         .expect("openssl");
     assert!(made.success());
     let port = free_port();
-    for sub in ["tmp", "new", "cur"] {
-        std::fs::create_dir_all(maildir.path().join(sub)).expect("maildir");
-    }
-    let child = Command::new("aiosmtpd")
-        .args(["-n", "-l", &format!("127.0.0.1:{port}")])
-        .arg("--tlscert")
-        .arg(&cert)
-        .arg("--tlskey")
-        .arg(&key)
-        .args(["-c", "aiosmtpd.handlers.Mailbox"])
-        .arg(maildir.path())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("aiosmtpd");
-    let _smtp = Smtp { child };
-    wait_for("the SMTP server", || {
-        std::net::TcpStream::connect(("127.0.0.1", port))
-            .ok()
-            .map(|mut s| {
-                let mut greeting = [0u8; 3];
-                let _ = s.read_exact(&mut greeting);
-                let _ = s.write_all(b"QUIT\r\n");
-            })
-    });
+    let _smtp = smtp_with(
+        port,
+        maildir.path(),
+        &[
+            "--tlscert".as_ref(),
+            cert.as_os_str(),
+            "--tlskey".as_ref(),
+            key.as_os_str(),
+        ],
+    );
     // A second server speaking TLS from the first byte (SMTPS).
     let smtps_port = free_port();
     let child = Command::new("aiosmtpd")

@@ -57,27 +57,26 @@ pub fn start(policies: &Path, data: &Path, port: u16) -> Tocsin {
 }
 
 pub fn start_with(policies: &Path, data: &Path, port: u16, env: &[(&str, &str)]) -> Tocsin {
-    let child = Command::new(env!("CARGO_BIN_EXE_tocsin"))
-        .envs(env.iter().copied())
-        .args(["run", "--listen", &format!("127.0.0.1:{port}")])
-        .arg("--policies")
-        .arg(policies)
-        .arg("--data-dir")
-        .arg(data)
-        .env_remove("TOCSIN_CONFIG")
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("spawn tocsin");
-    Tocsin(child)
+    spawn_run(policies, data, port, &[], env)
 }
 
 /// Start `tocsin run --config FILE` (plus the usual flags).
 pub fn start_config(policies: &Path, data: &Path, port: u16, config: &Path) -> Tocsin {
+    let config = config.display().to_string();
+    spawn_run(policies, data, port, &["--config", &config], &[])
+}
+
+fn spawn_run(
+    policies: &Path,
+    data: &Path,
+    port: u16,
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> Tocsin {
     let child = Command::new(env!("CARGO_BIN_EXE_tocsin"))
+        .envs(env.iter().copied())
         .args(["run", "--listen", &format!("127.0.0.1:{port}")])
-        .arg("--config")
-        .arg(config)
+        .args(args)
         .arg("--policies")
         .arg(policies)
         .arg("--data-dir")
