@@ -161,7 +161,8 @@ pub struct MaintenanceWindow {
 
 const DAYS: [&str; 7] = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"];
 
-fn minutes(hhmm: &str) -> Result<i64, String> {
+/// Minutes after midnight of an `HH:MM` time of day.
+pub fn minutes(hhmm: &str) -> Result<i64, String> {
     let (h, m) = hhmm
         .split_once(':')
         .ok_or_else(|| format!("`{hhmm}` is not HH:MM"))?;

@@ -269,6 +269,14 @@ impl NotifyConfig {
             .unwrap_or_else(|| "tocsin".into())
     }
 
+    /// The installation as messages name and link it.
+    pub fn site(&self) -> crate::vars::Site {
+        crate::vars::Site {
+            server_name: self.server_name(),
+            base_url: self.base_url.trim_end_matches('/').to_string(),
+        }
+    }
+
     /// Check values.
     pub fn validate(&self) -> Result<(), String> {
         if self.rate_limit.max == 0 || self.rate_limit.per.is_zero() {

@@ -39,13 +39,8 @@ impl Default for DailyDigestConfig {
 impl DailyDigestConfig {
     /// Minutes after midnight UTC.
     pub fn minute(&self) -> Result<i64, String> {
-        let bad = || format!("notify.daily_digest.at: `{}` is not HH:MM", self.at);
-        let (h, m) = self.at.split_once(':').ok_or_else(bad)?;
-        let (h, m): (i64, i64) = (h.parse().map_err(|_| bad())?, m.parse().map_err(|_| bad())?);
-        if !(0..24).contains(&h) || !(0..60).contains(&m) {
-            return Err(bad());
-        }
-        Ok(h * 60 + m)
+        tocsin_alerting::routing::minutes(&self.at)
+            .map_err(|e| format!("notify.daily_digest.at: {e} (HH:MM, UTC)"))
     }
 
     /// Check the time and that every receiver exists.

@@ -22,7 +22,7 @@ use crate::config::{MailConfig, NotifyConfig};
 use crate::mail::Mailer;
 use crate::render::Templates;
 use crate::send::{CHART_CID, Channels, Failure, Outgoing, redact};
-use crate::vars::{Site, vars};
+use crate::vars::vars;
 
 /// Kinds that may be folded into a digest (account messages never are).
 const FOLDABLE: [&str; 1] = ["server_alert"];
@@ -102,10 +102,7 @@ impl Deliverer {
         let channels = Channels {
             mailer: Mailer::new(&mail_config).map_err(|e| e.to_string()),
             mail_host: mail_config.endpoint().map(|e| e.host).unwrap_or_default(),
-            site: Site {
-                server_name: config.server_name(),
-                base_url: config.base_url.trim_end_matches('/').to_string(),
-            },
+            site: config.site(),
             timeout: config.timeout,
         };
         Deliverer {

@@ -4,16 +4,9 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
-use tocsin_notify::{Email, Mailer, Site, Templates};
+use tocsin_notify::{Email, Mailer, Templates};
 
 use crate::config::Config;
-
-fn site(config: &Config) -> Site {
-    Site {
-        server_name: config.notify.server_name(),
-        base_url: config.notify.base_url.trim_end_matches('/').to_string(),
-    }
-}
 
 /// A MIME type from a file name's extension.
 fn content_type(name: &str) -> &'static str {
@@ -45,7 +38,7 @@ pub fn mail_test(config: &Config, to: &[String], attach: &[PathBuf]) -> anyhow::
     if to.is_empty() {
         return Ok(());
     }
-    let site = site(config);
+    let site = config.notify.site();
     let now = tocsin_notify::deliver::now_ms();
     let text = format!(
         "This is a test message from Tocsin on {}, sent at {}.\n\nIf you can read it, mail \
@@ -136,7 +129,7 @@ pub fn template_render(
         kind,
         &recipient,
         &payload,
-        &site(config),
+        &config.notify.site(),
         tocsin_notify::deliver::now_ms(),
     );
     let r = templates.render(kind, &vars);

@@ -76,10 +76,7 @@ pub fn run(config: Config) -> anyhow::Result<()> {
     }
 
     state.set_receivers(config.routing.receivers.clone());
-    state.set_site(tocsin_notify::Site {
-        server_name: config.notify.server_name(),
-        base_url: config.notify.base_url.trim_end_matches('/').to_string(),
-    });
+    state.set_site(config.notify.site());
     {
         let (store, templates) = (store.clone(), state.templates().clone());
         let charts = state.charts().clone();
