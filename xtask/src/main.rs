@@ -12,7 +12,12 @@ use anyhow::{Context, bail};
 
 /// Debian packages the test suite needs: (command that proves it is there, package).
 /// Later features add their servers here (mosquitto, aiosmtpd, chromium, ...).
-const TEST_PACKAGES: &[(&str, &str)] = &[("aiosmtpd", "python3-aiosmtpd"), ("openssl", "openssl")];
+const TEST_PACKAGES: &[(&str, &str)] = &[
+    ("aiosmtpd", "python3-aiosmtpd"),
+    ("openssl", "openssl"),
+    ("promtool", "prometheus"),
+    ("mosquitto", "mosquitto"),
+];
 
 fn main() -> anyhow::Result<()> {
     let mut args = std::env::args().skip(1);

@@ -2,14 +2,15 @@
 //! `GET /api/rules` and `GET /api/rules/{name}` (each rule's newest evaluation — its input,
 //! the guest's output, the lifecycle events — and its guest counters: why a rule fired).
 
-use axum::Json;
 use axum::extract::{Path, Query, State};
+use axum::{Extension, Json};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use tocsin_alerting::{Evaluation, Outcome};
 use tocsin_engine::GuestStats;
 use tocsin_store::AlertRecord;
 
+use crate::auth::Caller;
 use crate::error::AppError;
 use crate::metrics::{blocking, now_ms, number};
 use crate::state::AppState;
@@ -161,7 +162,8 @@ pub struct NewSilence {
     ends_ms: Option<i64>,
     /// Length, e.g. `"2h"`, when `ends_ms` is not given.
     duration: Option<String>,
-    /// Who.
+    /// Who (default: the token's name).
+    #[serde(default)]
     author: String,
     /// Why.
     comment: String,
@@ -193,16 +195,20 @@ pub async fn silences(State(state): State<AppState>) -> Result<Json<Value>, AppE
 /// `POST /api/silences`: create one; answers its id.
 pub async fn create_silence(
     State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
     body: Result<Json<NewSilence>, axum::extract::rejection::JsonRejection>,
 ) -> Result<(axum::http::StatusCode, Json<Value>), AppError> {
-    let Json(b) = body.map_err(|e| AppError::bad_request(e.body_text()))?;
+    let Json(b) = body.map_err(AppError::from)?;
     tocsin_alerting::routing::matchers(&b.matchers)
         .map_err(|e| AppError::bad_request(format!("matchers: {e}")))?;
-    if b.author.trim().is_empty() || b.comment.trim().is_empty() {
-        return Err(AppError::bad_request(
-            "a silence needs an author and a comment",
-        ));
+    if b.comment.trim().is_empty() {
+        return Err(AppError::bad_request("a silence needs a comment (why)"));
     }
+    let author = if b.author.trim().is_empty() {
+        caller.name.clone()
+    } else {
+        b.author
+    };
     let now = now_ms();
     let starts = b.starts_ms.unwrap_or(now);
     let ends = match (b.ends_ms, &b.duration) {
@@ -228,17 +234,20 @@ pub async fn create_silence(
         matchers: b.matchers,
         starts_ms: starts,
         ends_ms: ends,
-        author: b.author,
+        author,
         comment: b.comment,
     };
     let id = blocking(&state, move |store| {
         let id = store.create_silence(&s)?;
         store.audit(&tocsin_store::AuditEntry {
             ts_ms: now,
-            actor: s.author.clone(),
+            actor: caller.actor(),
             action: "silence.create".into(),
             target: id.to_string(),
-            detail: format!("{} until {} ({})", s.matchers, s.ends_ms, s.comment),
+            detail: format!(
+                "{} until {} by {} ({})",
+                s.matchers, s.ends_ms, s.author, s.comment
+            ),
         })?;
         Ok(id)
     })
@@ -249,6 +258,7 @@ pub async fn create_silence(
 /// `DELETE /api/silences/{id}`: expire it now.
 pub async fn expire_silence(
     State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
     Path(id): Path<u64>,
 ) -> Result<Json<Value>, AppError> {
     let now = now_ms();
@@ -259,7 +269,7 @@ pub async fn expire_silence(
         })?;
         store.audit(&tocsin_store::AuditEntry {
             ts_ms: now,
-            actor: "api".into(),
+            actor: caller.actor(),
             action: "silence.expire".into(),
             target: id.to_string(),
             detail: s.matchers.clone(),

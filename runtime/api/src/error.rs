@@ -12,6 +12,14 @@ pub struct AppError {
 }
 
 impl AppError {
+    /// An error with any status.
+    pub fn new(status: StatusCode, message: impl Into<String>) -> AppError {
+        AppError {
+            status,
+            message: message.into(),
+        }
+    }
+
     /// 404 with a message.
     pub fn not_found(message: impl Into<String>) -> AppError {
         AppError {
@@ -59,6 +67,18 @@ impl From<tocsin_store::StoreError> for AppError {
                 AppError::internal(other.to_string())
             }
         }
+    }
+}
+
+impl From<axum::extract::rejection::JsonRejection> for AppError {
+    /// 413 for a body over the limit, 400 for every other unreadable body.
+    fn from(e: axum::extract::rejection::JsonRejection) -> AppError {
+        let status = if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            StatusCode::PAYLOAD_TOO_LARGE
+        } else {
+            StatusCode::BAD_REQUEST
+        };
+        AppError::new(status, e.body_text())
     }
 }
 

@@ -1,15 +1,25 @@
 //! The HTTP API: `fn app(state) -> Router`. The status page (`/`, rendered by
-//! `tocsin-web`), health, the loaded guests with their grants, budgets and counters, and
-//! the latest samples of each collector. Only this crate (and `web/`) speaks HTTP.
+//! `tocsin-web`) behind a login, health, guests, series, alerts, silences, notifications,
+//! policies, tokens and the audit log, `/metrics` for Prometheus and the OpenAPI document —
+//! every route declared once in the route table with the role it needs. Only this crate
+//! (and `web/`) speaks HTTP.
 
+mod access;
 mod alerts;
+pub mod auth;
 mod error;
+mod exposition;
+mod guests;
+mod login;
 mod metrics;
 mod notify;
+mod openapi;
 mod policies;
 mod routes;
+mod scrape;
 mod state;
 
+pub use access::check_new;
 pub use error::AppError;
-pub use routes::app;
-pub use state::{AppState, PolicyAdmin, Round};
+pub use routes::{Endpoint, app, endpoints};
+pub use state::{AppState, Limits, PolicyAdmin, Round};

@@ -5,10 +5,10 @@
 
 use std::collections::BTreeMap;
 
-use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::header;
 use axum::response::IntoResponse;
+use axum::{Extension, Json};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -69,7 +69,7 @@ pub struct NewNotification {
     /// The template's variables (strings).
     #[serde(default)]
     vars: BTreeMap<String, String>,
-    /// Who asks (for the audit log).
+    /// Who asks, when not the token's owner (recorded in the audit log).
     #[serde(default)]
     author: String,
 }
@@ -78,9 +78,10 @@ pub struct NewNotification {
 /// configured receiver. Recipients come only from the configuration, never the request.
 pub async fn enqueue(
     State(state): State<AppState>,
+    Extension(caller): Extension<crate::auth::Caller>,
     body: Result<Json<NewNotification>, axum::extract::rejection::JsonRejection>,
 ) -> Result<(axum::http::StatusCode, Json<Value>), AppError> {
-    let Json(b) = body.map_err(|e| AppError::bad_request(e.body_text()))?;
+    let Json(b) = body.map_err(AppError::from)?;
     check_kind(&b.kind)?;
     // Account messages (welcome, password reset, ...) wait for authenticated users: an
     // anonymous request must not send a password-reset link in this server's name.
@@ -118,18 +119,18 @@ pub async fn enqueue(
         })
         .collect();
     let author = if b.author.trim().is_empty() {
-        "api".to_string()
+        String::new()
     } else {
-        b.author.clone()
+        format!(" for {}", b.author)
     };
     let ids = crate::metrics::blocking(&state, move |store| {
         let ids = store.enqueue(&messages)?;
         store.audit(&tocsin_store::AuditEntry {
             ts_ms: now,
-            actor: author,
+            actor: caller.actor(),
             action: "notification.enqueue".into(),
             target: b.receiver.clone(),
-            detail: format!("{} message(s) of kind {}", ids.len(), b.kind),
+            detail: format!("{} message(s) of kind {}{author}", ids.len(), b.kind),
         })?;
         Ok(ids)
     })
@@ -148,7 +149,7 @@ pub async fn render(
     Path(kind): Path<String>,
     body: Result<Json<Value>, axum::extract::rejection::JsonRejection>,
 ) -> Result<Json<Value>, AppError> {
-    let Json(input) = body.map_err(|e| AppError::bad_request(e.body_text()))?;
+    let Json(input) = body.map_err(AppError::from)?;
     if !input.is_object() {
         return Err(AppError::bad_request(
             "the body must be a JSON object of variables or a queued payload",

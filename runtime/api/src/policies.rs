@@ -1,8 +1,8 @@
 //! Policies over HTTP: `GET /api/policies` (each policy's running version and history of
 //! versions, with the errors of refused versions) and `POST /api/policies/{name}/rollback`.
 
-use axum::Json;
 use axum::extract::{Path, State};
+use axum::{Extension, Json};
 use serde_json::{Value, json};
 use tocsin_store::PolicyVersion;
 
@@ -60,12 +60,13 @@ pub async fn list(State(state): State<AppState>) -> Result<Json<Value>, AppError
 /// `POST /api/policies/{name}/rollback`: run the previous version again.
 pub async fn rollback(
     State(state): State<AppState>,
+    Extension(caller): Extension<crate::auth::Caller>,
     Path(name): Path<String>,
 ) -> Result<Json<Value>, AppError> {
     let admin = state
         .admin()
         .ok_or_else(|| AppError::unavailable("this process does not manage policies"))?;
-    let back = tokio::task::spawn_blocking(move || admin.rollback(&name, "api"))
+    let back = tokio::task::spawn_blocking(move || admin.rollback(&name, &caller.actor()))
         .await
         .map_err(|e| AppError::internal(format!("rollback task failed: {e}")))?
         .map_err(AppError::bad_request)?;

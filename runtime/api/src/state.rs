@@ -1,4 +1,5 @@
-//! Shared state of the API: start time, the loaded guests and the policies that failed.
+//! Shared state of the API: start time, the loaded guests and the policies that failed,
+//! the accepted tokens and the request limits.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
@@ -9,6 +10,35 @@ use tocsin_engine::Guest;
 use tocsin_engine::types::Sample;
 use tocsin_notify::{ChartRules, Site, Templates};
 use tocsin_store::Store;
+
+use crate::auth::Tokens;
+
+/// Limits every request is held to.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Limits {
+    /// Largest request body (bytes); larger ones get 413.
+    pub max_body_bytes: usize,
+    /// Longest a handler may take; slower ones get 503.
+    pub request_timeout: std::time::Duration,
+    /// Serve `/metrics` without a token (for scrapers that cannot send one).
+    pub metrics_public: bool,
+    /// Add the newest stored value of every series to `/metrics`.
+    pub metrics_export_series: bool,
+    /// Whether the server speaks HTTPS (login cookies are then `Secure`).
+    pub https: bool,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_body_bytes: 1 << 20,
+            request_timeout: std::time::Duration::from_secs(30),
+            metrics_public: false,
+            metrics_export_series: false,
+            https: false,
+        }
+    }
+}
 
 /// The latest round of one collector.
 #[derive(Debug, Clone)]
@@ -45,6 +75,8 @@ struct Inner {
     charts: ChartRules,
     site: RwLock<Site>,
     receivers: RwLock<Vec<Receiver>>,
+    tokens: Tokens,
+    limits: RwLock<Limits>,
 }
 
 impl Default for AppState {
@@ -78,6 +110,8 @@ impl AppState {
                 charts: ChartRules::default(),
                 receivers: RwLock::new(Vec::new()),
                 site: RwLock::new(Site::default()),
+                tokens: Tokens::default(),
+                limits: RwLock::new(Limits::default()),
             }),
         }
     }
@@ -194,6 +228,33 @@ impl AppState {
     pub fn site(&self) -> Site {
         self.inner
             .site
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// The tokens this server accepts.
+    pub fn tokens(&self) -> &Tokens {
+        &self.inner.tokens
+    }
+
+    /// Accept exactly the tokens in the store (call after changing them there).
+    pub fn load_tokens(&self) -> Result<(), tocsin_store::StoreError> {
+        if let Some(store) = self.store() {
+            self.inner.tokens.replace(&store.tokens()?);
+        }
+        Ok(())
+    }
+
+    /// Set the request limits (read when the router is built).
+    pub fn set_limits(&self, limits: Limits) {
+        *self.inner.limits.write().unwrap_or_else(|e| e.into_inner()) = limits;
+    }
+
+    /// The request limits.
+    pub fn limits(&self) -> Limits {
+        self.inner
+            .limits
             .read()
             .unwrap_or_else(|e| e.into_inner())
             .clone()

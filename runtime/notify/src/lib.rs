@@ -19,6 +19,6 @@ pub use config::{MailConfig, NotifyConfig, Preset, Secret, Security};
 pub use daily::DailyDigestConfig;
 pub use deliver::{Deliverer, PassReport, spawn};
 pub use mail::{Email, FileAttachment, MailError, Mailer};
-pub use render::{Rendered, Templates, builtin};
+pub use render::{Rendered, Templates, builtin, escape};
 pub use send::{Failure, redact};
 pub use vars::{Site, as_payload, vars};

@@ -22,6 +22,7 @@ mod series;
 mod silences;
 mod store;
 mod tables;
+mod tokens;
 
 pub use alerts::{AlertEvent, AlertPhase, AlertRecord};
 pub use audit::AuditEntry;
@@ -40,3 +41,4 @@ pub use selector::{MatchOp, Matcher, Selector};
 pub use series::{MAX_LABELS, STALE_NAN, Sample, SeriesKey, is_stale};
 pub use silences::Silence;
 pub use store::{CHUNK_SAMPLES, IngestReport, InstantValue, SeriesData, Store, WINDOW_MS};
+pub use tokens::TokenRecord;

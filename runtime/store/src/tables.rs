@@ -55,6 +55,9 @@ pub const SILENCES: TableDefinition<u64, &[u8]> = TableDefinition::new("silences
 /// Notification groups of the router: group key → its state (JSON, owned by the router).
 pub const ROUTE_GROUPS: TableDefinition<&str, &[u8]> = TableDefinition::new("route_groups");
 
+/// API tokens: name → JSON [`crate::TokenRecord`] (the secret's SHA-256, never the secret).
+pub const TOKENS: TableDefinition<&str, &[u8]> = TableDefinition::new("tokens");
+
 /// The on-disk format this code writes.
 pub const FORMAT_VERSION: u64 = 4;
 
@@ -72,5 +75,6 @@ pub(crate) fn create_record_tables(txn: &redb::WriteTransaction) -> Result<(), c
     txn.open_table(COMPONENTS)?;
     txn.open_table(SILENCES)?;
     txn.open_table(ROUTE_GROUPS)?;
+    txn.open_table(TOKENS)?;
     Ok(())
 }

@@ -39,6 +39,20 @@ pub struct Config {
 pub struct HttpConfig {
     /// Address and port to listen on.
     pub listen: SocketAddr,
+    /// Largest request body in bytes; a larger one is answered 413.
+    pub max_body_bytes: usize,
+    /// Longest a request may take before it is answered 503.
+    #[serde(with = "humantime_serde")]
+    pub request_timeout: std::time::Duration,
+    /// Serve `/metrics` without a token (for scrapers that cannot send one). Off: send
+    /// an operator token (`authorization: {credentials_file: ...}` in Prometheus).
+    pub metrics_public: bool,
+    /// Add the newest stored value of every series to `/metrics`.
+    pub metrics_export_series: bool,
+    /// PEM certificate chain: with `tls_key`, the server speaks only HTTPS.
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of `tls_cert`.
+    pub tls_key: Option<PathBuf>,
 }
 
 /// Policy set settings.
@@ -125,6 +139,12 @@ impl Default for HttpConfig {
     fn default() -> Self {
         HttpConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            max_body_bytes: 1 << 20,
+            request_timeout: std::time::Duration::from_secs(30),
+            metrics_public: false,
+            metrics_export_series: false,
+            tls_cert: None,
+            tls_key: None,
         }
     }
 }

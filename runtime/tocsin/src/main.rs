@@ -1,6 +1,7 @@
 //! The `tocsin` binary: command-line parsing and dispatch. Wiring lives in `run.rs`,
 //! configuration in `config.rs`.
 
+mod access;
 mod collector;
 mod config;
 mod notify_cli;
@@ -37,6 +38,49 @@ enum Command {
     /// Work with notification templates.
     #[command(subcommand)]
     Template(TemplateCommand),
+    /// Manage API tokens in a stopped instance's store (a running one: `/api/tokens`).
+    #[command(subcommand)]
+    Token(TokenCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum TokenCommand {
+    /// Create a token and print its secret (shown this once).
+    Create {
+        /// Unique name (letters, digits, `-`, `_`, `.`).
+        name: String,
+        /// admin, operator or client.
+        #[arg(long, value_parser = ["admin", "operator", "client"])]
+        role: String,
+        /// For a client token: the client id it may ingest for.
+        #[arg(long)]
+        client: Option<String>,
+        /// The data directory (default: the configuration's `data_dir`).
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
+    /// List tokens (names and roles; secrets are never stored).
+    List {
+        /// The data directory (default: the configuration's `data_dir`).
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
+    /// Revoke a token.
+    Revoke {
+        /// Its name.
+        name: String,
+        /// The data directory (default: the configuration's `data_dir`).
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
+}
+
+/// The data directory a token command works on.
+fn data_dir(given: Option<PathBuf>) -> anyhow::Result<PathBuf> {
+    match given {
+        Some(d) => Ok(d),
+        None => Ok(config::load(None, &config::Overrides::default())?.data_dir),
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -186,6 +230,19 @@ fn main() -> ExitCode {
             .and_then(|c| {
                 notify_cli::template_render(&c, &policies, &kind, vars.as_deref(), &format)
             }),
+        Command::Token(TokenCommand::Create {
+            name,
+            role,
+            client,
+            data_dir: dir,
+        }) => data_dir(dir).and_then(|d| access::cli_create(&d, &name, &role, client.as_deref())),
+        Command::Token(TokenCommand::List { data_dir: dir }) => {
+            data_dir(dir).and_then(|d| access::cli_list(&d))
+        }
+        Command::Token(TokenCommand::Revoke {
+            name,
+            data_dir: dir,
+        }) => data_dir(dir).and_then(|d| access::cli_revoke(&d, &name)),
         Command::Config(ConfigCommand::Default) => {
             print!("{}", config::DEFAULT_FILE);
             Ok(())

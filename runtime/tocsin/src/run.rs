@@ -42,6 +42,20 @@ pub fn run(config: Config) -> anyhow::Result<()> {
     )?;
 
     let state = AppState::with_store(store.clone());
+    if let Some(path) = crate::access::bootstrap_admin(&store, &config.data_dir)? {
+        tracing::warn!(
+            file = %path.display(),
+            "no admin token existed: created `admin`, its secret is in this file (log in with it, or send it as `Authorization: Bearer`)"
+        );
+    }
+    state.load_tokens()?;
+    state.set_limits(tocsin_api::Limits {
+        max_body_bytes: config.http.max_body_bytes,
+        request_timeout: config.http.request_timeout,
+        metrics_public: config.http.metrics_public,
+        metrics_export_series: config.http.metrics_export_series,
+        https: config.http.tls_cert.is_some(),
+    });
     let stop = Arc::new(AtomicBool::new(false));
     let router = Router::new(config.routing.clone(), Default::default())
         .map_err(|e| anyhow::anyhow!("routing configuration: {e}"))?;

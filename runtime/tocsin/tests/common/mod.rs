@@ -2,10 +2,12 @@
 
 #![allow(dead_code)]
 
+use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -21,13 +23,36 @@ pub fn free_port() -> u16 {
         .expect("free port")
 }
 
-/// GET `path` over plain HTTP/1.1: status and body; `None` while the server is not up.
+/// The data directory of the instance started on each port (where its admin token is).
+static DATA_DIRS: Mutex<BTreeMap<u16, PathBuf>> = Mutex::new(BTreeMap::new());
+
+/// The admin token the instance on `port` wrote at its first start.
+pub fn admin_token(port: u16) -> Option<String> {
+    let dir = DATA_DIRS.lock().ok()?.get(&port)?.clone();
+    let text = std::fs::read_to_string(dir.join("admin.token")).ok()?;
+    Some(text.trim().to_string())
+}
+
+fn auth_header(token: Option<&str>) -> String {
+    token
+        .map(|t| format!("Authorization: Bearer {t}\r\n"))
+        .unwrap_or_default()
+}
+
+/// GET `path` over plain HTTP/1.1 with the instance's admin token: status and body;
+/// `None` while the server is not up.
 pub fn get_text(port: u16, path: &str) -> Option<(u16, String)> {
+    get_text_as(port, path, admin_token(port).as_deref())
+}
+
+/// GET `path` with `token` (or none).
+pub fn get_text_as(port: u16, path: &str, token: Option<&str>) -> Option<(u16, String)> {
     let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
     stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
     write!(
         stream,
-        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n{}Connection: close\r\n\r\n",
+        auth_header(token)
     )
     .ok()?;
     let mut response = String::new();
@@ -73,6 +98,9 @@ fn spawn_run(
     args: &[&str],
     env: &[(&str, &str)],
 ) -> Tocsin {
+    if let Ok(mut dirs) = DATA_DIRS.lock() {
+        dirs.insert(port, data.to_path_buf());
+    }
     let child = Command::new(env!("CARGO_BIN_EXE_tocsin"))
         .envs(env.iter().copied())
         .args(["run", "--listen", &format!("127.0.0.1:{port}")])
@@ -100,8 +128,20 @@ pub fn wait_for<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
     }
 }
 
-/// Send `method path` with a JSON body: status and parsed body (null when not JSON).
+/// Send `method path` with a JSON body and the admin token: status and parsed body (null
+/// when not JSON).
 pub fn send(port: u16, method: &str, path: &str, body: &str) -> Option<(u16, Value)> {
+    send_as(port, method, path, body, admin_token(port).as_deref())
+}
+
+/// Send `method path` with a JSON body and `token` (or none).
+pub fn send_as(
+    port: u16,
+    method: &str,
+    path: &str,
+    body: &str,
+    token: Option<&str>,
+) -> Option<(u16, Value)> {
     let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
     stream
         .set_read_timeout(Some(Duration::from_secs(10)))
@@ -109,7 +149,8 @@ pub fn send(port: u16, method: &str, path: &str, body: &str) -> Option<(u16, Val
     write!(
         stream,
         "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n\
-         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+         {}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        auth_header(token),
         body.len()
     )
     .ok()?;

@@ -1,0 +1,239 @@
+//! End-to-end: the real binary's API behind tokens — the first admin token written at the
+//! first start, 401/403/redirects for missing and weak tokens, tokens made over the API
+//! and with the CLI on a stopped store — and a real Prometheus scraping `/metrics` with a
+//! token, its exposition accepted by `promtool check metrics`.
+
+mod common;
+
+use std::io::Write;
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+use common::*;
+
+/// A policy set of one collector (the host summary, every second).
+fn collector_policies(dir: &Path) {
+    std::fs::write(
+        dir.join("host-basics.toml"),
+        format!(
+            "kind = \"collector\"\ncomponent = \"{}\"\ninterval = \"1s\"\n\
+             grants = [\"sensors\"]\n[budgets]\ndeadline_ms = 2000\n",
+            guest("host_basics")
+        ),
+    )
+    .expect("policy");
+}
+
+fn tocsin(args: &[&str], data: &Path) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_tocsin"))
+        .args(args)
+        .arg("--data-dir")
+        .arg(data)
+        .output()
+        .expect("run tocsin")
+}
+
+#[test]
+fn the_real_binary_guards_its_api_with_tokens() {
+    let policies = tempfile::tempdir().expect("tempdir");
+    let data = tempfile::tempdir().expect("tempdir");
+    let port = free_port();
+    let running = start(policies.path(), data.path(), port);
+    wait_for("/healthz", || get(port, "/healthz"));
+
+    let admin = admin_token(port).expect("admin.token written at the first start");
+    assert!(admin.starts_with("tsn_"));
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let meta = std::fs::metadata(data.path().join("admin.token")).expect("meta");
+        assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+    }
+    let (status, _) = get_text_as(port, "/api/guests", None).expect("answer");
+    assert_eq!(status, 401);
+    let (status, _) = get_text_as(port, "/api/guests", Some("tsn_guess")).expect("answer");
+    assert_eq!(status, 401);
+    let (status, _) = get_text_as(port, "/", None).expect("answer");
+    assert_eq!(
+        status, 303,
+        "a browser without a session goes to the login form"
+    );
+    let (status, _) = get_text_as(port, "/healthz", None).expect("answer");
+    assert_eq!(status, 200);
+
+    let (status, made) = send(
+        port,
+        "POST",
+        "/api/tokens",
+        r#"{"name": "ops", "role": "operator"}"#,
+    )
+    .expect("answer");
+    assert_eq!(status, 201, "{made}");
+    let ops = made["token"].as_str().expect("secret").to_string();
+    let (status, _) = get_text_as(port, "/api/guests", Some(&ops)).expect("answer");
+    assert_eq!(status, 200);
+    let (status, reply) = send_as(
+        port,
+        "POST",
+        "/api/policies/host-basics/rollback",
+        "",
+        Some(&ops),
+    )
+    .expect("answer");
+    assert_eq!(status, 403, "{reply}");
+
+    // The store belongs to the running process: the CLI says to use the API.
+    let out = tocsin(&["token", "list"], data.path());
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("POST /api/tokens"), "{err}");
+    drop(running);
+
+    // Stopped: the CLI manages the same tokens, and a restart honours its changes.
+    let out = tocsin(&["token", "revoke", "ops"], data.path());
+    assert!(out.status.success(), "{out:?}");
+    let out = tocsin(
+        &["token", "create", "ci", "--role", "operator"],
+        data.path(),
+    );
+    assert!(out.status.success(), "{out:?}");
+    let ci = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let out = tocsin(&["token", "list"], data.path());
+    let list = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        list.contains("admin\tadmin") && list.contains("ci\toperator"),
+        "{list}"
+    );
+    assert!(!list.contains("ops"), "{list}");
+    assert!(!list.contains(&ci), "secrets are never listed");
+
+    let _running = start(policies.path(), data.path(), port);
+    wait_for("/healthz", || get(port, "/healthz"));
+    assert_eq!(admin_token(port).as_deref(), Some(admin.as_str()), "kept");
+    let (status, _) = get_text_as(port, "/api/guests", Some(&ci)).expect("answer");
+    assert_eq!(status, 200);
+    let (status, _) = get_text_as(port, "/api/guests", Some(&ops)).expect("answer");
+    assert_eq!(status, 401, "revoked while stopped");
+    let (_, audit) = get(port, "/api/audit").expect("audit");
+    let actions: Vec<String> = audit["entries"]
+        .as_array()
+        .expect("entries")
+        .iter()
+        .map(|e| format!("{} {} {}", e["action"], e["target"], e["actor"]).replace('"', ""))
+        .collect();
+    assert_eq!(
+        actions,
+        [
+            "token.create ci cli",
+            "token.revoke ops cli",
+            "token.create ops token:admin",
+            "token.create admin system",
+        ]
+    );
+}
+
+struct Killed(std::process::Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn prometheus_scrapes_metrics_with_a_token() {
+    let policies = tempfile::tempdir().expect("tempdir");
+    collector_policies(policies.path());
+    let data = tempfile::tempdir().expect("tempdir");
+    let port = free_port();
+    let _tocsin = start(policies.path(), data.path(), port);
+    wait_for("the collector", || {
+        let (_, g) = get(port, "/api/guests/host-basics")?;
+        (g["stats"]["calls"].as_u64()? > 0).then_some(())
+    });
+
+    // promtool accepts the exposition (it also lints names, units and help texts).
+    let (status, page) = get_text(port, "/metrics").expect("metrics");
+    assert_eq!(status, 200);
+    assert!(
+        page.contains("tocsin_guests_loaded{kind=\"collector\"} 1"),
+        "{page}"
+    );
+    let mut check = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("promtool (Debian package prometheus)");
+    check
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(page.as_bytes())
+        .expect("write");
+    let out = check.wait_with_output().expect("promtool");
+    assert!(
+        out.status.success(),
+        "promtool: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // Prometheus scrapes with an operator token of its own.
+    let (status, made) = send(
+        port,
+        "POST",
+        "/api/tokens",
+        r#"{"name": "prometheus", "role": "operator"}"#,
+    )
+    .expect("token");
+    assert_eq!(status, 201);
+    let work = tempfile::tempdir().expect("tempdir");
+    let credentials = work.path().join("token");
+    std::fs::write(&credentials, made["token"].as_str().expect("secret")).expect("write");
+    let config = work.path().join("prometheus.yml");
+    std::fs::write(
+        &config,
+        format!(
+            "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: tocsin\n    \
+             authorization:\n      credentials_file: {}\n    static_configs:\n      \
+             - targets: ['127.0.0.1:{port}']\n",
+            credentials.display()
+        ),
+    )
+    .expect("config");
+    let prom_port = free_port();
+    let _prometheus = Killed(
+        Command::new("prometheus")
+            .arg(format!("--config.file={}", config.display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                work.path().join("tsdb").display()
+            ))
+            .arg(format!("--web.listen-address=127.0.0.1:{prom_port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("prometheus (Debian package prometheus)"),
+    );
+    let query = |q: &str| -> Option<String> {
+        let (_, answer) = get(prom_port, &format!("/api/v1/query?query={q}"))?;
+        answer["data"]["result"][0]["value"][1]
+            .as_str()
+            .map(str::to_string)
+    };
+    let up = wait_for("prometheus to scrape tocsin", || {
+        query("up%7Bjob%3D%22tocsin%22%7D")
+    });
+    assert_eq!(up, "1");
+    let loaded = wait_for("tocsin_guests_loaded in prometheus", || {
+        query("tocsin_guests_loaded%7Bkind%3D%22collector%22%7D")
+    });
+    assert_eq!(loaded, "1");
+    let calls = wait_for("guest calls in prometheus", || {
+        query("tocsin_guest_calls_total%7Bpolicy%3D%22host-basics%22%7D")
+    });
+    assert!(calls.parse::<f64>().is_ok_and(|c| c >= 1.0), "{calls}");
+}
