@@ -7,6 +7,7 @@ mod config;
 mod notify_cli;
 mod reload;
 mod run;
+mod tls;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

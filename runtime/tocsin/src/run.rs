@@ -251,10 +251,24 @@ async fn serve(config: &Config, state: AppState) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(config.http.listen)
         .await
         .with_context(|| format!("binding http.listen {}", config.http.listen))?;
-    tracing::info!(addr = %listener.local_addr()?, "serving HTTP");
-    axum::serve(listener, tocsin_api::app(state))
-        .with_graceful_shutdown(shutdown_signal())
-        .await?;
+    let app = tocsin_api::app(state);
+    match (&config.http.tls_cert, &config.http.tls_key) {
+        (Some(cert), Some(key)) => {
+            let tls = crate::tls::server_config(cert, key)?;
+            let listener = crate::tls::TlsListener::new(listener, tls)?;
+            tracing::info!(addr = %config.http.listen, "serving HTTPS");
+            axum::serve(listener, app)
+                .with_graceful_shutdown(shutdown_signal())
+                .await?;
+        }
+        (None, None) => {
+            tracing::info!(addr = %listener.local_addr()?, "serving HTTP");
+            axum::serve(listener, app)
+                .with_graceful_shutdown(shutdown_signal())
+                .await?;
+        }
+        _ => anyhow::bail!("http.tls_cert and http.tls_key go together: set both or neither"),
+    }
     tracing::info!("stopped");
     Ok(())
 }

@@ -237,3 +237,62 @@ fn prometheus_scrapes_metrics_with_a_token() {
     });
     assert!(calls.parse::<f64>().is_ok_and(|c| c >= 1.0), "{calls}");
 }
+
+#[test]
+fn https_serves_the_api_and_refuses_plain_http() {
+    let (policies, data, certs) = (
+        tempfile::tempdir().expect("tempdir"),
+        tempfile::tempdir().expect("tempdir"),
+        tempfile::tempdir().expect("tempdir"),
+    );
+    let (cert, key) = self_signed(certs.path());
+    let config = certs.path().join("tocsin.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[http]\ntls_cert = \"{}\"\ntls_key = \"{}\"\n",
+            cert.display(),
+            key.display()
+        ),
+    )
+    .expect("config");
+    let port = free_port();
+    let _tocsin = start_config(policies.path(), data.path(), port, &config);
+    let pem = std::fs::read(&cert).expect("cert");
+    let root = ureq::tls::Certificate::from_pem(&pem).expect("pem");
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .tls_config(
+            ureq::tls::TlsConfig::builder()
+                .root_certs(ureq::tls::RootCerts::Specific(std::sync::Arc::new(vec![
+                    root,
+                ])))
+                .build(),
+        )
+        .build()
+        .into();
+    let get = |path: &str, token: Option<&str>| -> Option<(u16, String)> {
+        let mut request = agent.get(format!("https://127.0.0.1:{port}{path}"));
+        if let Some(t) = token {
+            request = request.header("authorization", format!("Bearer {t}"));
+        }
+        let mut response = match request.call() {
+            Ok(r) => r,
+            Err(e) => {
+                eprintln!("https: {e}");
+                return None;
+            }
+        };
+        let status = response.status().as_u16();
+        Some((status, response.body_mut().read_to_string().ok()?))
+    };
+    let (status, body) = wait_for("https /healthz", || get("/healthz", None));
+    assert_eq!(status, 200, "{body}");
+    let admin = admin_token(port).expect("admin token");
+    let (status, _) = get("/api/guests", Some(&admin)).expect("guests");
+    assert_eq!(status, 200);
+    let (status, _) = get("/api/guests", None).expect("guests");
+    assert_eq!(status, 401);
+    // Plain HTTP on the TLS port gets no HTTP answer.
+    assert!(get_text(port, "/healthz").is_none_or(|(s, _)| s != 200));
+}

@@ -427,25 +427,7 @@ fn tempdir() -> tempfile::TempDir {
 #[test]
 fn mail_test_sends_over_starttls_and_tls_to_several_recipients_and_names_a_refusal() {
     let (dir, maildir) = (tempdir(), tempdir());
-    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
-    let made = Command::new("openssl")
-        .args([
-            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-        ])
-        .args([
-            "-subj",
-            "/CN=localhost",
-            "-addext",
-            "subjectAltName=DNS:localhost",
-        ])
-        .arg("-keyout")
-        .arg(&key)
-        .arg("-out")
-        .arg(&cert)
-        .stderr(Stdio::null())
-        .status()
-        .expect("openssl");
-    assert!(made.success());
+    let (cert, key) = self_signed(dir.path());
     let port = free_port();
     let _smtp = smtp_with(
         port,

@@ -169,3 +169,31 @@ pub fn guest(name: &str) -> String {
         .display()
         .to_string()
 }
+
+/// A self-signed certificate for `localhost` (and 127.0.0.1) made by openssl in `dir`:
+/// (certificate, key) PEM files.
+pub fn self_signed(dir: &Path) -> (PathBuf, PathBuf) {
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    let made = Command::new("openssl")
+        .args([
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+        ])
+        .args([
+            "-subj",
+            "/CN=localhost",
+            "-addext",
+            "subjectAltName=DNS:localhost,IP:127.0.0.1",
+            // An end-entity certificate: rustls refuses a CA certificate as a server's.
+            "-addext",
+            "basicConstraints=critical,CA:FALSE",
+        ])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .stderr(Stdio::null())
+        .status()
+        .expect("openssl (Debian package; `cargo xtask test` installs it)");
+    assert!(made.success());
+    (cert, key)
+}
