@@ -70,6 +70,18 @@ impl From<tocsin_store::StoreError> for AppError {
     }
 }
 
+impl AppError {
+    /// Its status.
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+
+    /// Its message.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+}
+
 impl From<axum::extract::rejection::JsonRejection> for AppError {
     /// 413 for a body over the limit, 400 for every other unreadable body.
     fn from(e: axum::extract::rejection::JsonRejection) -> AppError {

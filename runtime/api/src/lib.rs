@@ -15,6 +15,8 @@ mod metrics;
 mod notify;
 mod openapi;
 mod policies;
+mod prom_api;
+pub mod promql;
 mod routes;
 mod scrape;
 mod state;

@@ -98,7 +98,7 @@ impl Endpoint {
 /// Every endpoint of the server. `metrics` is the need of `/metrics` (public when the
 /// configuration says scrapers come without a token).
 pub fn endpoints(metrics: Need) -> Vec<Endpoint> {
-    use crate::{access, alerts, guests, login, notify, openapi, policies, scrape};
+    use crate::{access, alerts, guests, login, notify, openapi, policies, prom_api, scrape};
     use Method as M;
     use Need::{Admin, Operator, Page, Public};
     vec![
@@ -321,6 +321,78 @@ pub fn endpoints(metrics: Need) -> Vec<Endpoint> {
             "Revoke a token",
             delete(access::revoke_token),
         ),
+        at(
+            M::GET,
+            "/api/v1/query",
+            Operator,
+            "Prometheus API: instant query (PromQL subset)",
+            get(prom_api::query),
+        )
+        .query(&["query", "time"]),
+        at(
+            M::POST,
+            "/api/v1/query",
+            Operator,
+            "Prometheus API: instant query (form body)",
+            post(prom_api::query),
+        )
+        .io(Input::Form, Output::Json),
+        at(
+            M::GET,
+            "/api/v1/query_range",
+            Operator,
+            "Prometheus API: range query (PromQL subset)",
+            get(prom_api::query_range),
+        )
+        .query(&["query", "start", "end", "step"]),
+        at(
+            M::POST,
+            "/api/v1/query_range",
+            Operator,
+            "Prometheus API: range query (form body)",
+            post(prom_api::query_range),
+        )
+        .io(Input::Form, Output::Json),
+        at(
+            M::GET,
+            "/api/v1/series",
+            Operator,
+            "Prometheus API: series matching match[]",
+            get(prom_api::series),
+        )
+        .query(&["match[]", "start", "end"]),
+        at(
+            M::POST,
+            "/api/v1/series",
+            Operator,
+            "Prometheus API: series (form body)",
+            post(prom_api::series),
+        )
+        .io(Input::Form, Output::Json),
+        at(
+            M::GET,
+            "/api/v1/labels",
+            Operator,
+            "Prometheus API: label names",
+            get(prom_api::labels),
+        )
+        .query(&["match[]", "start", "end"]),
+        at(
+            M::POST,
+            "/api/v1/labels",
+            Operator,
+            "Prometheus API: label names (form body)",
+            post(prom_api::labels),
+        )
+        .io(Input::Form, Output::Json),
+        at(
+            M::GET,
+            "/api/v1/label/{name}/values",
+            Operator,
+            "Prometheus API: values of a label",
+            get(prom_api::label_values),
+        )
+        .query(&["match[]", "start", "end"]),
         at(
             M::GET,
             "/api/audit",

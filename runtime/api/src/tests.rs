@@ -856,3 +856,128 @@ async fn metrics_expose_own_counters_and_optionally_stored_series() {
     let response = call(app(state), "GET", "/metrics", None, Body::empty()).await;
     assert_eq!(response.status(), StatusCode::OK, "public when configured");
 }
+
+#[tokio::test]
+async fn the_prometheus_query_api_answers_in_prometheus_shapes() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store =
+        std::sync::Arc::new(tocsin_store::Store::open(&dir.path().join("db")).expect("store"));
+    let t0 = 1_800_000_000_000i64;
+    let mut batch = Vec::new();
+    for i in 0..=20 {
+        for (host, per_s) in [("a", 10.0), ("b", 30.0)] {
+            batch.push(tocsin_store::Sample {
+                name: "net_bytes_total".into(),
+                labels: vec![("host".into(), host.into()), ("dir".into(), "rx".into())],
+                ts_ms: t0 + i * 15_000,
+                value: per_s * 15.0 * i as f64,
+            });
+            batch.push(tocsin_store::Sample {
+                name: "load1".into(),
+                labels: vec![("host".into(), host.into())],
+                ts_ms: t0 + i * 15_000,
+                value: if host == "a" { 1.0 } else { 3.0 },
+            });
+        }
+    }
+    store.ingest(&batch).expect("ingest");
+    let app = app(AppState::with_store(store));
+    let end = (t0 + 300_000) / 1000;
+    let q = |query: &str| {
+        format!(
+            "/api/v1/query?time={end}&query={}",
+            query
+                .replace('{', "%7B")
+                .replace('}', "%7D")
+                .replace('"', "%22")
+                .replace(' ', "%20")
+                .replace('[', "%5B")
+                .replace(']', "%5D")
+                .replace('=', "%3D")
+        )
+    };
+    let (status, body) = get_json(app.clone(), &q("load1")).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["status"], "success");
+    assert_eq!(body["data"]["resultType"], "vector");
+    let result = body["data"]["result"].as_array().expect("result");
+    assert_eq!(result.len(), 2);
+    assert_eq!(
+        result[0]["metric"],
+        json!({"__name__": "load1", "host": "a"})
+    );
+    assert_eq!(result[0]["value"], json!([end as f64, "1"]));
+
+    let (_, body) = get_json(app.clone(), &q("sum by (dir) (rate(net_bytes_total[1m]))")).await;
+    let result = &body["data"]["result"];
+    assert_eq!(result[0]["metric"], json!({"dir": "rx"}), "{body}");
+    let rate: f64 = result[0]["value"][1]
+        .as_str()
+        .and_then(|v| v.parse().ok())
+        .expect("rate");
+    assert!((rate - 40.0).abs() < 1e-6, "{rate}");
+
+    let (_, body) = get_json(app.clone(), &q("max(load1) without (host)")).await;
+    assert_eq!(body["data"]["result"][0]["value"][1], "3", "{body}");
+    let (_, body) = get_json(app.clone(), &q("1")).await;
+    assert_eq!(
+        body["data"],
+        json!({"resultType": "scalar", "result": [end as f64, "1"]})
+    );
+
+    // Grafana posts forms.
+    let form = format!(
+        "query=avg_over_time(load1%7Bhost%3D%22b%22%7D%5B1m%5D)&start={}&end={end}&step=60",
+        end - 240
+    );
+    let response = app
+        .clone()
+        .oneshot(
+            Request::post("/api/v1/query_range")
+                .header("authorization", format!("Bearer {OPERATOR}"))
+                .header("content-type", "application/x-www-form-urlencoded")
+                .body(Body::from(form))
+                .expect("request"),
+        )
+        .await
+        .expect("response");
+    let (status, body) = json_of(response).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["data"]["resultType"], "matrix");
+    let values = body["data"]["result"][0]["values"]
+        .as_array()
+        .expect("values");
+    assert_eq!(values.len(), 5);
+    assert_eq!(values[4], json!([end as f64, "3"]));
+    assert_eq!(body["data"]["result"][0]["metric"], json!({"host": "b"}));
+
+    let (_, body) = get_json(app.clone(), "/api/v1/labels").await;
+    assert_eq!(body["data"], json!(["__name__", "dir", "host"]));
+    let (_, body) = get_json(app.clone(), "/api/v1/label/__name__/values").await;
+    assert_eq!(body["data"], json!(["load1", "net_bytes_total"]));
+    let (_, body) = get_json(
+        app.clone(),
+        "/api/v1/series?match[]=load1%7Bhost%3D%22a%22%7D",
+    )
+    .await;
+    assert_eq!(body["data"], json!([{"__name__": "load1", "host": "a"}]));
+
+    for bad in [
+        q("load1 + 1"),
+        q("rate(load1)"),
+        "/api/v1/query".to_string(),
+        format!(
+            "/api/v1/query_range?query=load1&start={end}&end={}&step=1",
+            end + 86_400
+        ),
+        "/api/v1/query_range?query=load1&start=10&end=5&step=1".to_string(),
+        "/api/v1/series".to_string(),
+        q("sum(1)"),
+    ] {
+        let (status, body) = get_json(app.clone(), &bad).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}: {body}");
+        assert_eq!(body["status"], "error", "{bad}");
+        assert_eq!(body["errorType"], "bad_data", "{bad}");
+        assert!(body["error"].as_str().is_some_and(|e| !e.is_empty()));
+    }
+}

@@ -606,6 +606,11 @@ impl Store {
             .len()
     }
 
+    /// The keys of every selected series (whatever their data's age).
+    pub fn series_keys(&self, selector: &str) -> Result<Vec<SeriesKey>, StoreError> {
+        Ok(self.select(selector)?.into_iter().map(|(_, k)| k).collect())
+    }
+
     pub(crate) fn select(&self, selector: &str) -> Result<Vec<(u64, SeriesKey)>, StoreError> {
         let selector = Selector::parse(selector)?;
         let index = self.index.read().unwrap_or_else(|e| e.into_inner());
