@@ -9,6 +9,7 @@ mod alerts;
 pub mod auth;
 mod error;
 mod exposition;
+pub mod grafana;
 mod guests;
 mod login;
 mod metrics;

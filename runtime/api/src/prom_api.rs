@@ -194,6 +194,19 @@ pub fn evaluate(
             }
             Evaluated::Series(out)
         }
+        Expr::Filter { expr, op, value } => match evaluate(store, expr, start, end, step)? {
+            Evaluated::Scalar(n) if op.holds(n, *value) => Evaluated::Scalar(n),
+            Evaluated::Scalar(_) => Evaluated::Series(Vec::new()),
+            Evaluated::Series(series) => Evaluated::Series(
+                series
+                    .into_iter()
+                    .filter_map(|mut s| {
+                        s.points.retain(|p| op.holds(p.1, *value));
+                        (!s.points.is_empty()).then_some(s)
+                    })
+                    .collect(),
+            ),
+        },
         Expr::Aggregate { op, grouping, expr } => match evaluate(store, expr, start, end, step)? {
             Evaluated::Scalar(_) => return Err("an aggregation needs series, not a number".into()),
             Evaluated::Series(series) => Evaluated::Series(aggregate(*op, grouping, series)),

@@ -1,7 +1,7 @@
 //! The PromQL subset Tocsin's store answers (what Grafana's Prometheus data source sends
 //! for dashboards): selectors; `rate`, `increase` and `avg|min|max|sum|count|last_over_time`
 //! over `selector[duration]`; `sum|avg|min|max|count` with `by (..)` or `without (..)`;
-//! number literals. Parsed into [`Expr`]; anything else is a clear error naming where.
+//! a comparison with a number that filters (`client_up == 0`); number literals. Parsed into [`Expr`]; anything else is a clear error naming where.
 
 use tocsin_store::{Aggregation, Selector};
 
@@ -70,6 +70,15 @@ pub enum Expr {
         /// The range (ms).
         window_ms: i64,
     },
+    /// Keep the points for which `point op number` holds.
+    Filter {
+        /// What is filtered.
+        expr: Box<Expr>,
+        /// `==`, `!=`, `>`, `<`, `>=`, `<=`.
+        op: Compare,
+        /// The number compared with.
+        value: f64,
+    },
     /// An aggregation across series.
     Aggregate {
         /// The operator.
@@ -79,6 +88,37 @@ pub enum Expr {
         /// What it aggregates.
         expr: Box<Expr>,
     },
+}
+
+/// A comparison operator.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Compare {
+    /// `==`
+    Eq,
+    /// `!=`
+    Ne,
+    /// `>`
+    Gt,
+    /// `<`
+    Lt,
+    /// `>=`
+    Ge,
+    /// `<=`
+    Le,
+}
+
+impl Compare {
+    /// Whether `a op b` holds.
+    pub fn holds(self, a: f64, b: f64) -> bool {
+        match self {
+            Compare::Eq => a == b,
+            Compare::Ne => a != b,
+            Compare::Gt => a > b,
+            Compare::Lt => a < b,
+            Compare::Ge => a >= b,
+            Compare::Le => a <= b,
+        }
+    }
 }
 
 /// A Prometheus duration: `90s`, `5m`, `1h30m`, `2d`, `1w`, `250ms` (or a bare number of
@@ -246,7 +286,36 @@ impl<'a> Parser<'a> {
         Ok(text)
     }
 
+    /// A primary expression, optionally compared with a number.
     fn expr(&mut self, depth: usize) -> Result<Expr, String> {
+        let expr = self.primary(depth)?;
+        self.skip_space();
+        let rest = self.rest();
+        let op = [
+            ("==", Compare::Eq),
+            ("!=", Compare::Ne),
+            (">=", Compare::Ge),
+            ("<=", Compare::Le),
+            (">", Compare::Gt),
+            ("<", Compare::Lt),
+        ]
+        .into_iter()
+        .find(|(text, _)| rest.starts_with(text));
+        let Some((text, op)) = op else {
+            return Ok(expr);
+        };
+        self.pos += text.len();
+        match self.primary(depth + 1)? {
+            Expr::Number(value) => Ok(Expr::Filter {
+                expr: Box::new(expr),
+                op,
+                value,
+            }),
+            _ => Err(self.error("only a comparison with a number is supported")),
+        }
+    }
+
+    fn primary(&mut self, depth: usize) -> Result<Expr, String> {
         if depth > MAX_DEPTH {
             return Err(self.error("nested too deeply"));
         }
@@ -353,6 +422,18 @@ mod tests {
             }
         );
         assert_eq!(parse("1").expect("number"), Expr::Number(1.0));
+        assert_eq!(
+            parse("count(client_up == 0)").expect("filter"),
+            Expr::Aggregate {
+                op: Aggregation::Count,
+                grouping: Grouping::By(vec![]),
+                expr: Box::new(Expr::Filter {
+                    expr: Box::new(Expr::Select("client_up".into())),
+                    op: Compare::Eq,
+                    value: 0.0,
+                }),
+            }
+        );
         assert!(matches!(
             parse("max_over_time(x[5m])"),
             Ok(Expr::Range {
@@ -367,6 +448,7 @@ mod tests {
     fn unsupported_and_broken_queries_are_clear_errors() {
         for (q, says) in [
             ("up + 1", "binary operators"),
+            ("up == down", "comparison with a number"),
             ("histogram_quantile(0.9, x)", "not supported"),
             ("rate(x)", "expected `[`"),
             ("rate(x[5q])", "unknown unit"),

@@ -894,6 +894,7 @@ async fn the_prometheus_query_api_answers_in_prometheus_shapes() {
                 .replace('[', "%5B")
                 .replace(']', "%5D")
                 .replace('=', "%3D")
+                .replace('>', "%3E")
         )
     };
     let (status, body) = get_json(app.clone(), &q("load1")).await;
@@ -919,6 +920,8 @@ async fn the_prometheus_query_api_answers_in_prometheus_shapes() {
 
     let (_, body) = get_json(app.clone(), &q("max(load1) without (host)")).await;
     assert_eq!(body["data"]["result"][0]["value"][1], "3", "{body}");
+    let (_, body) = get_json(app.clone(), &q("count(load1 > 2)")).await;
+    assert_eq!(body["data"]["result"][0]["value"][1], "1", "{body}");
     let (_, body) = get_json(app.clone(), &q("1")).await;
     assert_eq!(
         body["data"],

@@ -39,9 +39,19 @@ enum Command {
     /// Work with notification templates.
     #[command(subcommand)]
     Template(TemplateCommand),
+    /// Grafana: print the overview dashboard (import it with Tocsin as a Prometheus data
+    /// source).
+    #[command(subcommand)]
+    Grafana(GrafanaCommand),
     /// Manage API tokens in a stopped instance's store (a running one: `/api/tokens`).
     #[command(subcommand)]
     Token(TokenCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum GrafanaCommand {
+    /// Print the dashboard JSON (what `examples/grafana/tocsin-overview.json` holds).
+    Dashboard,
 }
 
 #[derive(Debug, Subcommand)]
@@ -244,6 +254,10 @@ fn main() -> ExitCode {
             name,
             data_dir: dir,
         }) => data_dir(dir).and_then(|d| access::cli_revoke(&d, &name)),
+        Command::Grafana(GrafanaCommand::Dashboard) => {
+            print!("{}", tocsin_api::grafana::dashboard_text());
+            Ok(())
+        }
         Command::Config(ConfigCommand::Default) => {
             print!("{}", config::DEFAULT_FILE);
             Ok(())
