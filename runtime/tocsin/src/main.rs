@@ -2,6 +2,7 @@
 //! configuration in `config.rs`.
 
 mod access;
+mod check;
 mod collector;
 mod config;
 mod notify_cli;
@@ -39,6 +40,10 @@ enum Command {
     /// Work with notification templates.
     #[command(subcommand)]
     Template(TemplateCommand),
+    /// Nagios/Icinga plugin: check a running Tocsin (exit 0 OK, 1 WARNING, 2 CRITICAL,
+    /// 3 UNKNOWN; performance data after `|`).
+    #[command(subcommand)]
+    Check(CheckCommand),
     /// Grafana: print the overview dashboard (import it with Tocsin as a Prometheus data
     /// source).
     #[command(subcommand)]
@@ -46,6 +51,51 @@ enum Command {
     /// Manage API tokens in a stopped instance's store (a running one: `/api/tokens`).
     #[command(subcommand)]
     Token(TokenCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum CheckCommand {
+    /// Any PromQL query (the subset Tocsin answers): every result series is judged.
+    Query {
+        /// The query, e.g. `disk_used_percent` or `max by (host) (cpu_usage_percent)`.
+        query: String,
+        /// Name each value by this label's value.
+        #[arg(long)]
+        label: Option<String>,
+        /// WARNING range (Nagios syntax: `80`, `10:`, `~:80`, `@10:20`).
+        #[arg(short, long)]
+        warning: Option<String>,
+        /// CRITICAL range.
+        #[arg(short, long)]
+        critical: Option<String>,
+        /// Unit for the performance data (`%`, `B`, `s`, ...).
+        #[arg(long, default_value = "")]
+        uom: String,
+        /// Smallest possible value (performance data).
+        #[arg(long)]
+        min: Option<f64>,
+        /// Largest possible value (performance data).
+        #[arg(long)]
+        max: Option<f64>,
+        #[command(flatten)]
+        target: check::Target,
+    },
+    /// Health scores (0-100): WARNING below 90, CRITICAL below 70 by default.
+    Health {
+        /// WARNING range.
+        #[arg(short, long, default_value = "90:")]
+        warning: String,
+        /// CRITICAL range.
+        #[arg(short, long, default_value = "70:")]
+        critical: String,
+        #[command(flatten)]
+        target: check::Target,
+    },
+    /// Firing alerts: CRITICAL while a critical one fires, WARNING while any other does.
+    Alerts {
+        #[command(flatten)]
+        target: check::Target,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -206,9 +256,46 @@ fn rule_test(manifests: &[PathBuf]) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Run a `tocsin check` and answer its exit code.
+fn check_command(command: CheckCommand) -> u8 {
+    match command {
+        CheckCommand::Query {
+            query,
+            label,
+            warning,
+            critical,
+            uom,
+            min,
+            max,
+            target,
+        } => check::run(
+            &query,
+            check::query_measures(&target, &query, label.as_deref()),
+            warning.as_deref(),
+            critical.as_deref(),
+            &uom,
+            (min, max),
+        ),
+        CheckCommand::Health {
+            warning,
+            critical,
+            target,
+        } => check::run(
+            "health",
+            check::query_measures(&target, "health_score", Some("scorer")),
+            Some(&warning),
+            Some(&critical),
+            "",
+            (Some(0.0), Some(100.0)),
+        ),
+        CheckCommand::Alerts { target } => check::alerts(&target),
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Check(command) => return ExitCode::from(check_command(command)),
         Command::Run(args) => {
             let overrides = config::Overrides {
                 data_dir: args.data_dir,

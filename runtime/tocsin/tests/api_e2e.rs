@@ -296,3 +296,154 @@ fn https_serves_the_api_and_refuses_plain_http() {
     // Plain HTTP on the TLS port gets no HTTP answer.
     assert!(get_text(port, "/healthz").is_none_or(|(s, _)| s != 200));
 }
+
+/// Parse a Nagios plugin line by the plugin guidelines: the status word, the text, and
+/// each performance datum `'label'=value[UOM];warn;crit;min;max`.
+fn nagios(line: &str) -> (String, Vec<(String, f64, String)>) {
+    let (text, perf) = line.split_once(" | ").unwrap_or((line, ""));
+    let status = text
+        .strip_prefix("TOCSIN ")
+        .and_then(|t| t.split(" - ").next())
+        .filter(|s| ["OK", "WARNING", "CRITICAL", "UNKNOWN"].contains(s))
+        .unwrap_or_else(|| panic!("status word in `{line}`"))
+        .to_string();
+    let mut data = Vec::new();
+    let mut rest = perf.trim();
+    while !rest.is_empty() {
+        let quoted = rest.strip_prefix('\'').expect("quoted label");
+        let mut label = String::new();
+        let mut chars = quoted.char_indices();
+        let end = loop {
+            match chars.next() {
+                Some((i, '\'')) if quoted[i + 1..].starts_with('\'') => {
+                    label.push('\'');
+                    chars.next();
+                }
+                Some((i, '\'')) => break i,
+                Some((_, c)) => label.push(c),
+                None => panic!("unterminated label in `{line}`"),
+            }
+        };
+        let after = quoted[end + 1..].strip_prefix('=').expect("=");
+        let item_end = after.find(' ').unwrap_or(after.len());
+        let fields: Vec<&str> = after[..item_end].split(';').collect();
+        assert_eq!(fields.len(), 5, "value;warn;crit;min;max in `{line}`");
+        let number_end = fields[0]
+            .find(|c: char| !(c.is_ascii_digit() || ".-eE+".contains(c)))
+            .unwrap_or(fields[0].len());
+        let value: f64 = fields[0][..number_end].parse().expect("value");
+        data.push((label, value, fields[0][number_end..].to_string()));
+        rest = after[item_end..].trim_start();
+    }
+    (status, data)
+}
+
+#[test]
+fn nagios_checks_read_a_running_instance() {
+    let policies = tempfile::tempdir().expect("tempdir");
+    collector_policies(policies.path());
+    let data = tempfile::tempdir().expect("tempdir");
+    let port = free_port();
+    let _tocsin = start(policies.path(), data.path(), port);
+    wait_for("a stored cpu sample", || {
+        let (_, v) = get(port, "/api/v1/query?query=cpu_usage_percent")?;
+        v["data"]["result"]
+            .as_array()
+            .filter(|r| !r.is_empty())
+            .map(|_| ())
+    });
+    let url = format!("http://127.0.0.1:{port}");
+    let token = data.path().join("admin.token").display().to_string();
+    let check = |args: &[&str], with_token: bool| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_tocsin"));
+        cmd.arg("check").args(args).args(["--url", &url]);
+        if with_token {
+            cmd.args(["--token-file", &token]);
+        }
+        let out = cmd
+            .env_remove("TOCSIN_TOKEN")
+            .output()
+            .expect("tocsin check");
+        let line = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        (out.status.code(), line)
+    };
+    let (code, line) = check(
+        &[
+            "query",
+            "cpu_usage_percent",
+            "-w",
+            "101",
+            "-c",
+            "102",
+            "--uom",
+            "%",
+            "--min",
+            "0",
+            "--max",
+            "100",
+        ],
+        true,
+    );
+    assert_eq!(code, Some(0), "{line}");
+    let (status, perf) = nagios(&line);
+    assert_eq!(status, "OK");
+    assert_eq!(perf.len(), 1, "{line}");
+    assert_eq!(
+        (perf[0].0.as_str(), perf[0].2.as_str()),
+        ("cpu_usage_percent", "%")
+    );
+    assert!((0.0..=100.0).contains(&perf[0].1), "{line}");
+
+    let (code, line) = check(&["query", "cpu_usage_percent", "-c", "@0:100"], true);
+    assert_eq!(
+        (code, nagios(&line).0.as_str()),
+        (Some(2), "CRITICAL"),
+        "{line}"
+    );
+    let (code, line) = check(
+        &["query", "max(cpu_core_usage_percent)", "-w", "~:-1"],
+        true,
+    );
+    assert_eq!(
+        (code, nagios(&line).0.as_str()),
+        (Some(1), "WARNING"),
+        "{line}"
+    );
+
+    let (code, line) = wait_for("alerts_firing", || {
+        let (code, line) = check(&["alerts"], true);
+        (code == Some(0)).then_some((code, line))
+    });
+    let (_, perf) = nagios(&line);
+    assert!(
+        perf.iter().any(|p| p.0 == "critical" && p.1 == 0.0),
+        "{line}"
+    );
+    assert_eq!(code, Some(0));
+
+    for (args, with_token, says) in [
+        (&["health"][..], true, "no data"),
+        (&["query", "cpu_usage_percent"][..], false, "401"),
+        (&["query", "up +"][..], true, "400"),
+        (
+            &["query", "up", "-w", "20:10"][..],
+            true,
+            "start is above end",
+        ),
+    ] {
+        let (code, line) = check(args, with_token);
+        assert_eq!(code, Some(3), "{args:?}: {line}");
+        assert_eq!(nagios(&line).0, "UNKNOWN");
+        assert!(line.contains(says), "{args:?}: {line}");
+    }
+    let out = Command::new(env!("CARGO_BIN_EXE_tocsin"))
+        .args([
+            "check",
+            "alerts",
+            "--url",
+            &format!("http://127.0.0.1:{}", free_port()),
+        ])
+        .output()
+        .expect("tocsin check");
+    assert_eq!(out.status.code(), Some(3), "nobody listening is UNKNOWN");
+}
