@@ -17,6 +17,7 @@ const TEST_PACKAGES: &[(&str, &str)] = &[
     ("openssl", "openssl"),
     ("promtool", "prometheus"),
     ("mosquitto", "mosquitto"),
+    ("snmpget", "snmp"),
 ];
 
 fn main() -> anyhow::Result<()> {

@@ -29,6 +29,12 @@ pub struct Config {
     pub mail: tocsin_notify::MailConfig,
     /// Notification delivery: names and links in messages, retries, rate limits, kinds.
     pub notify: tocsin_notify::NotifyConfig,
+    /// The SNMPv2c agent (off by default).
+    pub snmp: tocsin_export::SnmpConfig,
+    /// Prometheus remote_write of every stored sample (off by default).
+    pub remote_write: tocsin_export::RemoteWriteConfig,
+    /// Forwarding of alerts to an external Alertmanager (off by default).
+    pub alertmanager: tocsin_export::AlertmanagerConfig,
     /// Logging.
     pub log: LogConfig,
 }
@@ -130,6 +136,9 @@ impl Default for Config {
             routing: tocsin_alerting::RoutingConfig::default(),
             mail: tocsin_notify::MailConfig::default(),
             notify: tocsin_notify::NotifyConfig::default(),
+            snmp: tocsin_export::SnmpConfig::default(),
+            remote_write: tocsin_export::RemoteWriteConfig::default(),
+            alertmanager: tocsin_export::AlertmanagerConfig::default(),
             log: LogConfig::default(),
         }
     }

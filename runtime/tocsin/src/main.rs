@@ -5,6 +5,7 @@ mod access;
 mod check;
 mod collector;
 mod config;
+mod exporters;
 mod notify_cli;
 mod reload;
 mod run;

@@ -120,6 +120,7 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         stop.clone(),
     )
     .context("starting the daily digest thread")?;
+    crate::exporters::spawn_snmp(&config.snmp, state.clone(), store.clone(), stop.clone())?;
     spawn_retention(store.clone(), config.retention.clone(), stop.clone())?;
     spawn_guest_metrics(state.clone(), store.clone(), stop.clone())?;
 

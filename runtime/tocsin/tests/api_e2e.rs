@@ -447,3 +447,100 @@ fn nagios_checks_read_a_running_instance() {
         .expect("tocsin check");
     assert_eq!(out.status.code(), Some(3), "nobody listening is UNKNOWN");
 }
+
+fn free_udp_port() -> u16 {
+    std::net::UdpSocket::bind("127.0.0.1:0")
+        .and_then(|s| s.local_addr())
+        .map(|a| a.port())
+        .expect("free udp port")
+}
+
+#[test]
+fn snmp_tools_read_the_health_score_and_walk_the_tree() {
+    let policies = tempfile::tempdir().expect("tempdir");
+    collector_policies(policies.path());
+    let scorer = std::fs::read_to_string(repo().join("policies/fleet-health.toml"))
+        .expect("fleet-health.toml")
+        .replace(
+            "../guests/target/wasm32-wasip2/release/fleet_health.wasm",
+            &guest("fleet_health"),
+        )
+        .replace("interval = \"30s\"", "interval = \"1s\"");
+    std::fs::write(policies.path().join("fleet-health.toml"), scorer).expect("scorer");
+    let (data, work) = (
+        tempfile::tempdir().expect("tempdir"),
+        tempfile::tempdir().expect("tempdir"),
+    );
+    let snmp_port = free_udp_port();
+    let config = work.path().join("tocsin.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[snmp]\nenabled = true\nlisten = \"127.0.0.1:{snmp_port}\"\ncommunity = \"s3cret\"\n"
+        ),
+    )
+    .expect("config");
+    let port = free_port();
+    let _tocsin = start_config(policies.path(), data.path(), port, &config);
+    let target = format!("127.0.0.1:{snmp_port}");
+    let snmp = |tool: &str, community: &str, oid: &str| {
+        let out = Command::new(tool)
+            .args([
+                "-v2c", "-c", community, "-On", "-t", "1", "-r", "0", &target, oid,
+            ])
+            .output()
+            .unwrap_or_else(|e| panic!("{tool} (Debian package snmp): {e}"));
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).to_string(),
+        )
+    };
+    let health_oid = "1.3.6.1.4.1.32473.1.3.0";
+    let line = wait_for("a health score over SNMP", || {
+        let (ok, out) = snmp("snmpget", "s3cret", health_oid);
+        (ok && out.contains("INTEGER: ") && !out.contains("INTEGER: -1")).then_some(out)
+    });
+    let score: i64 = line
+        .trim()
+        .rsplit("INTEGER: ")
+        .next()
+        .and_then(|v| v.parse().ok())
+        .expect("an integer");
+    let (_, api) = get(port, "/api/v1/query?query=health_score").expect("health over the API");
+    let api_score: f64 = api["data"]["result"][0]["value"][1]
+        .as_str()
+        .and_then(|v| v.parse().ok())
+        .expect("score");
+    assert!((0..=100).contains(&score), "{line}");
+    assert!(
+        (score as f64 - api_score).abs() <= 1.0,
+        "snmp {score}, api {api_score}"
+    );
+
+    for tool in ["snmpwalk", "snmpbulkwalk"] {
+        let (ok, out) = snmp(tool, "s3cret", "1.3.6.1.4.1.32473.1");
+        assert!(ok, "{tool}: {out}");
+        // The walk ends at the end of the agent's view (net-snmp says so in a last line).
+        let oids: Vec<&str> = out
+            .lines()
+            .filter(|l| !l.contains("No more variables"))
+            .filter_map(|l| l.split(' ').next())
+            .collect();
+        assert_eq!(oids.len(), 12, "{tool}: {out}");
+        assert_eq!(oids[0], ".1.3.6.1.4.1.32473.1.1.0");
+        assert!(out.contains("STRING: \"0.1.0\""), "{out}");
+        assert!(
+            out.contains(".1.3.6.1.4.1.32473.1.2.0 = Timeticks:"),
+            "{out}"
+        );
+        assert!(
+            out.contains(".1.3.6.1.4.1.32473.1.10.0 = Gauge32: 2"),
+            "{out}"
+        );
+    }
+    let (ok, out) = snmp("snmpget", "public", health_oid);
+    assert!(
+        !ok && out.is_empty(),
+        "another community gets no answer: {out}"
+    );
+}
