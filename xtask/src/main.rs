@@ -18,6 +18,8 @@ const TEST_PACKAGES: &[(&str, &str)] = &[
     ("promtool", "prometheus"),
     ("mosquitto", "mosquitto"),
     ("snmpget", "snmp"),
+    ("prometheus-alertmanager", "prometheus-alertmanager"),
+    ("victoria-metrics", "victoria-metrics"),
 ];
 
 fn main() -> anyhow::Result<()> {

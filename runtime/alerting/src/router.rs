@@ -65,6 +65,25 @@ pub struct TickReport {
     /// Firing alerts by severity (`info`, `warning`, `critical` always present), muted or
     /// not: what the fleet's health counts.
     pub firing: BTreeMap<String, usize>,
+    /// Every firing and resolved alert of rules not in shadow mode, with its full labels
+    /// (rule labels, `alertname`, `severity`), muted or not: what an external
+    /// Alertmanager is told.
+    pub alerts: Vec<AlertView>,
+}
+
+/// An alert as another system sees it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AlertView {
+    /// Labels, sorted, with `alertname` and `severity`.
+    pub labels: Vec<(String, String)>,
+    /// Annotations (summary, description, ...).
+    pub annotations: Vec<(String, String)>,
+    /// Firing (or in `no_data`/`error`, which notify like firing); else resolved.
+    pub firing: bool,
+    /// When it began (firing time, else when the condition started).
+    pub starts_ms: i64,
+    /// When it resolved.
+    pub resolved_ms: Option<i64>,
 }
 
 struct CompiledRoute {
@@ -213,6 +232,16 @@ impl Router {
             *report.firing.entry(r.severity.clone()).or_default() += 1;
         }
         let candidates = self.candidates(&records);
+        report.alerts = candidates
+            .iter()
+            .map(|c| AlertView {
+                labels: c.labels.clone(),
+                annotations: c.record.annotations.clone(),
+                firing: c.firing,
+                starts_ms: c.record.fired_at_ms.unwrap_or(c.record.active_since_ms),
+                resolved_ms: c.record.resolved_at_ms.filter(|_| !c.firing),
+            })
+            .collect();
         let key_of = |c: &Candidate| alert_key(&c.record.rule, &c.labels);
         // Inhibition looks at firing alerts before silencing, as Alertmanager does.
         let sources: Vec<&Candidate> = candidates.iter().filter(|c| c.firing).collect();

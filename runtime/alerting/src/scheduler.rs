@@ -23,6 +23,7 @@ pub struct Board {
     rules: RwLock<BTreeMap<String, (Option<Evaluation>, GuestStats)>>,
     scorers: RwLock<BTreeMap<String, (Option<ScoreRound>, GuestStats)>>,
     quarantined: RwLock<BTreeSet<String>>,
+    alerts: RwLock<Vec<crate::router::AlertView>>,
 }
 
 fn set<T>(
@@ -60,6 +61,15 @@ impl Board {
     /// Rule names with their newest evaluation (if any yet) and counters.
     pub fn snapshot(&self) -> Vec<(String, Option<Evaluation>, GuestStats)> {
         snapshot(&self.rules)
+    }
+
+    /// Every firing and resolved alert as other systems see it, from the newest routing
+    /// pass (once a second).
+    pub fn alert_views(&self) -> Vec<crate::router::AlertView> {
+        self.alerts
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// Scorer names with their newest round (if any yet) and counters.
@@ -200,13 +210,17 @@ struct Housekeeping {
 }
 
 impl Housekeeping {
-    fn tick(&mut self, router: &Router, store: &Store) {
+    fn tick(&mut self, router: &Router, store: &Store, board: &Board) {
         let now = now_ms();
         if now - self.routed < 1000 {
             return;
         }
         self.routed = now;
-        match router.tick(store, now) {
+        let report = router.tick(store, now);
+        if let Ok(r) = &report {
+            *board.alerts.write().unwrap_or_else(|e| e.into_inner()) = r.alerts.clone();
+        }
+        match report {
             Ok(report) if now - self.counted >= 15_000 => {
                 self.counted = now;
                 let batch: Vec<Sample> = report
@@ -352,7 +366,7 @@ fn run(
                 std::thread::sleep(wait);
             }
         }
-        house.tick(&router, store);
+        house.tick(&router, store, board);
         let now = now_ms();
         let next = (0..slots.len())
             .filter(|&i| !slots[i].quarantined)

@@ -1,5 +1,6 @@
 //! Wiring of the exporters (`tocsin-export`) into a running Tocsin: the SNMP agent's tree
-//! built from the store and the loaded guests.
+//! built from the store and the loaded guests, and the alerts forwarded to Alertmanagers
+//! (the router's view of them, shadow rules left out).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -7,8 +8,8 @@ use std::sync::atomic::AtomicBool;
 
 use anyhow::Context;
 use tocsin_api::AppState;
-use tocsin_export::SnmpConfig;
 use tocsin_export::snmp::{self, AgentStats, Tree, Value};
+use tocsin_export::{AlertmanagerConfig, SnmpConfig};
 use tocsin_store::Store;
 
 fn now_ms() -> i64 {
@@ -115,5 +116,42 @@ pub fn spawn_snmp(
     )
     .with_context(|| format!("binding snmp.listen {}", config.listen))?;
     tracing::info!(addr = %config.listen, base_oid = %config.base_oid, "serving SNMPv2c");
+    Ok(())
+}
+
+/// Start forwarding alerts to the configured Alertmanagers.
+pub fn spawn_alertmanager(
+    config: &AlertmanagerConfig,
+    state: AppState,
+    generator: String,
+    stop: Arc<AtomicBool>,
+) -> anyhow::Result<()> {
+    if config.urls.is_empty() {
+        return Ok(());
+    }
+    let board = state.board().clone();
+    tocsin_export::alertmanager::spawn(
+        config.clone(),
+        generator,
+        move || {
+            board
+                .alert_views()
+                .into_iter()
+                .map(|a| tocsin_export::alertmanager::Alert {
+                    labels: a.labels,
+                    annotations: a.annotations,
+                    firing: a.firing,
+                    starts_ms: a.starts_ms,
+                    resolved_ms: a.resolved_ms,
+                })
+                .collect()
+        },
+        stop,
+    )
+    .context("starting the alertmanager thread")?;
+    tracing::info!(
+        urls = config.urls.len(),
+        "forwarding alerts to Alertmanager"
+    );
     Ok(())
 }

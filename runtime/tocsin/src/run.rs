@@ -121,6 +121,12 @@ pub fn run(config: Config) -> anyhow::Result<()> {
     )
     .context("starting the daily digest thread")?;
     crate::exporters::spawn_snmp(&config.snmp, state.clone(), store.clone(), stop.clone())?;
+    crate::exporters::spawn_alertmanager(
+        &config.alertmanager,
+        state.clone(),
+        config.notify.site().base_url,
+        stop.clone(),
+    )?;
     spawn_retention(store.clone(), config.retention.clone(), stop.clone())?;
     spawn_guest_metrics(state.clone(), store.clone(), stop.clone())?;
 
