@@ -1,6 +1,7 @@
 //! `GET /metrics`: Tocsin's own metrics for Prometheus — build, uptime, stored series,
-//! loaded guests and their counters, quarantines, active alerts, health scores — and,
-//! when configured, the newest stored value of every series.
+//! loaded guests and their counters, quarantines, active alerts, health scores, what other
+//! parts add (remote_write, SNMP) — and, when configured, the newest stored value of every
+//! series.
 
 use std::collections::BTreeMap;
 
@@ -46,6 +47,9 @@ pub async fn metrics(State(state): State<AppState>) -> Result<impl IntoResponse,
     );
     guests(&mut e, &state);
     scores(&mut e, &state);
+    for f in state.extra_metrics() {
+        e.family(&f.name, f.kind, &f.help, f.points);
+    }
     if state.store().is_none() {
         return Ok(text(e));
     }

@@ -13,6 +13,22 @@ use tocsin_store::Store;
 
 use crate::auth::Tokens;
 
+/// A metric family another part of the process adds to `/metrics`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Family {
+    /// Name (Prometheus rules).
+    pub name: String,
+    /// `counter` or `gauge`.
+    pub kind: &'static str,
+    /// Help text.
+    pub help: String,
+    /// Samples: labels and value.
+    pub points: Vec<(Vec<(String, String)>, f64)>,
+}
+
+/// Something that adds families to `/metrics` on every scrape.
+pub type MetricsSource = Arc<dyn Fn() -> Vec<Family> + Send + Sync>;
+
 /// Limits every request is held to.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Limits {
@@ -77,6 +93,18 @@ struct Inner {
     receivers: RwLock<Vec<Receiver>>,
     tokens: Tokens,
     limits: RwLock<Limits>,
+    metrics_sources: Sources,
+}
+
+/// The added metrics sources.
+#[derive(Default)]
+struct Sources(RwLock<Vec<MetricsSource>>);
+
+impl std::fmt::Debug for Sources {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let n = self.0.read().map(|v| v.len()).unwrap_or(0);
+        write!(f, "{n} metrics source(s)")
+    }
 }
 
 impl Default for AppState {
@@ -112,6 +140,7 @@ impl AppState {
                 site: RwLock::new(Site::default()),
                 tokens: Tokens::default(),
                 limits: RwLock::new(Limits::default()),
+                metrics_sources: Sources::default(),
             }),
         }
     }
@@ -258,6 +287,28 @@ impl AppState {
             .read()
             .unwrap_or_else(|e| e.into_inner())
             .clone()
+    }
+
+    /// Add families to every `/metrics` page from now on.
+    pub fn add_metrics(&self, source: MetricsSource) {
+        self.inner
+            .metrics_sources
+            .0
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(source);
+    }
+
+    /// The families the added sources answer now.
+    pub fn extra_metrics(&self) -> Vec<Family> {
+        let sources = self
+            .inner
+            .metrics_sources
+            .0
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        sources.iter().flat_map(|s| s()).collect()
     }
 
     /// Seconds since start.

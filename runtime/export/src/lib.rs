@@ -3,6 +3,7 @@
 
 pub mod alertmanager;
 pub mod config;
+pub mod remote_write;
 pub mod snmp;
 
 pub use config::{AlertmanagerConfig, RemoteWriteConfig, SnmpConfig};

@@ -40,5 +40,5 @@ pub use rollup::{Resolution, RollupAgg};
 pub use selector::{MatchOp, Matcher, Selector};
 pub use series::{MAX_LABELS, STALE_NAN, Sample, SeriesKey, is_stale};
 pub use silences::Silence;
-pub use store::{CHUNK_SAMPLES, IngestReport, InstantValue, SeriesData, Store, WINDOW_MS};
+pub use store::{CHUNK_SAMPLES, IngestReport, InstantValue, SeriesData, Store, Tap, WINDOW_MS};
 pub use tokens::TokenRecord;

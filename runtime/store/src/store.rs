@@ -250,7 +250,11 @@ pub struct Store {
     index: RwLock<Index>,
     heads: RwLock<HashMap<u64, Vec<(i64, f64)>>>,
     writer: Mutex<Writer>,
+    taps: RwLock<Vec<Tap>>,
 }
+
+/// Called with every batch of accepted samples, once durable, in ingest order.
+pub type Tap = std::sync::Arc<dyn Fn(&[Sample]) + Send + Sync>;
 
 impl std::fmt::Debug for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -425,6 +429,7 @@ impl Store {
                 next_chunk,
                 wal_samples,
             }),
+            taps: RwLock::new(Vec::new()),
         })
     }
 
@@ -498,10 +503,41 @@ impl Store {
                 push_point(heads.entry(id).or_default(), ts, v);
             }
         }
+        // Still under the writer lock: taps see batches in the order they were stored.
+        let taps = self.taps.read().unwrap_or_else(|e| e.into_inner());
+        if !taps.is_empty() {
+            let accepted: Vec<Sample>;
+            let samples = if report.rejected.is_empty() {
+                batch
+            } else {
+                let rejected: std::collections::HashSet<usize> =
+                    report.rejected.iter().map(|(i, _)| *i).collect();
+                accepted = batch
+                    .iter()
+                    .enumerate()
+                    .filter(|(i, _)| !rejected.contains(i))
+                    .map(|(_, s)| s.clone())
+                    .collect();
+                &accepted
+            };
+            for tap in taps.iter() {
+                tap(samples);
+            }
+        }
+        drop(taps);
         if writer.wal_samples >= CHECKPOINT_SAMPLES {
             self.cut(&mut writer, false)?;
         }
         Ok(report)
+    }
+
+    /// Add a tap: from now on it sees every accepted sample, in ingest order (it must be
+    /// quick: ingest waits for it).
+    pub fn add_tap(&self, tap: Tap) {
+        self.taps
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(tap);
     }
 
     /// Cut full chunks from every head and compact the WAL to what remains.

@@ -1,15 +1,17 @@
 //! Wiring of the exporters (`tocsin-export`) into a running Tocsin: the SNMP agent's tree
-//! built from the store and the loaded guests, and the alerts forwarded to Alertmanagers
-//! (the router's view of them, shadow rules left out).
+//! built from the store and the loaded guests, remote_write fed by a store tap, and the
+//! alerts forwarded to Alertmanagers (the router's view of them, shadow rules left out);
+//! their counters on `/metrics`.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::Context;
 use tocsin_api::AppState;
+use tocsin_api::Family;
 use tocsin_export::snmp::{self, AgentStats, Tree, Value};
-use tocsin_export::{AlertmanagerConfig, SnmpConfig};
+use tocsin_export::{AlertmanagerConfig, RemoteWriteConfig, SnmpConfig};
 use tocsin_store::Store;
 
 fn now_ms() -> i64 {
@@ -107,11 +109,27 @@ pub fn spawn_snmp(
     }
     let base =
         snmp::parse_oid(&config.base_oid).map_err(|e| anyhow::anyhow!("snmp.base_oid: {e}"))?;
+    let stats = Arc::new(AgentStats::default());
+    let counters = stats.clone();
+    state.add_metrics(Arc::new(move || {
+        let n = |c: &std::sync::atomic::AtomicU64| c.load(Ordering::Relaxed) as f64;
+        vec![Family {
+            name: "tocsin_snmp_requests_total".into(),
+            kind: "counter",
+            help: "SNMP datagrams: answered, malformed (not SNMPv2c requests) or with another community (dropped)".into(),
+            points: vec![
+                (vec![("outcome".into(), "answered".into())], n(&counters.answered)),
+                (vec![("outcome".into(), "malformed".into())], n(&counters.malformed)),
+                (vec![("outcome".into(), "wrong_community".into())], n(&counters.wrong_community)),
+            ],
+        }]
+    }));
+    let tree_state = state.clone();
     snmp::spawn(
         config.listen,
         config.community.clone().into_bytes(),
-        move || tree(&base, &state, &store),
-        Arc::new(AgentStats::default()),
+        move || tree(&base, &tree_state, &store),
+        stats,
         stop,
     )
     .with_context(|| format!("binding snmp.listen {}", config.listen))?;
@@ -154,4 +172,106 @@ pub fn spawn_alertmanager(
         "forwarding alerts to Alertmanager"
     );
     Ok(())
+}
+
+/// A URL without its user information (a credential), for labels and logs.
+fn shown(url: &str) -> String {
+    match url.split_once("://") {
+        Some((scheme, rest)) => {
+            let host_start = rest
+                .find('@')
+                .filter(|at| rest.find('/').is_none_or(|slash| at < &slash))
+                .map_or(0, |at| at + 1);
+            format!("{scheme}://{}", &rest[host_start..])
+        }
+        None => url.to_string(),
+    }
+}
+
+/// Start remote_write to the configured receivers: a store tap feeds their queues.
+pub fn spawn_remote_write(
+    config: &RemoteWriteConfig,
+    state: &AppState,
+    store: &Store,
+    stop: Arc<AtomicBool>,
+) -> anyhow::Result<()> {
+    if config.urls.is_empty() {
+        return Ok(());
+    }
+    let queues = tocsin_export::remote_write::spawn(config, stop)
+        .context("starting the remote_write threads")?;
+    let fed: Vec<_> = queues.iter().map(|(_, q)| q.clone()).collect();
+    store.add_tap(Arc::new(move |samples| {
+        for q in &fed {
+            q.push(samples);
+        }
+    }));
+    let labelled: Vec<(String, _)> = queues.into_iter().map(|(u, q)| (shown(&u), q)).collect();
+    state.add_metrics(Arc::new(move || {
+        let family =
+            |name: &str,
+             kind: &'static str,
+             help: &str,
+             pick: fn(&tocsin_export::remote_write::Stats) -> u64| Family {
+                name: name.into(),
+                kind,
+                help: help.into(),
+                points: labelled
+                    .iter()
+                    .map(|(url, q)| {
+                        (
+                            vec![("url".to_string(), url.clone())],
+                            pick(&q.stats) as f64,
+                        )
+                    })
+                    .collect(),
+            };
+        vec![
+            family(
+                "tocsin_remote_write_sent_samples_total",
+                "counter",
+                "Samples a remote_write receiver accepted",
+                |s| s.sent.load(Ordering::Relaxed),
+            ),
+            family(
+                "tocsin_remote_write_dropped_samples_total",
+                "counter",
+                "Samples dropped from a full remote_write queue (oldest first)",
+                |s| s.dropped.load(Ordering::Relaxed),
+            ),
+            family(
+                "tocsin_remote_write_rejected_samples_total",
+                "counter",
+                "Samples a remote_write receiver refused for good (4xx)",
+                |s| s.rejected.load(Ordering::Relaxed),
+            ),
+            family(
+                "tocsin_remote_write_failed_attempts_total",
+                "counter",
+                "remote_write requests that failed and were retried",
+                |s| s.failed_attempts.load(Ordering::Relaxed),
+            ),
+            family(
+                "tocsin_remote_write_queued_samples",
+                "gauge",
+                "Samples waiting for a remote_write receiver",
+                |s| s.queued.load(Ordering::Relaxed),
+            ),
+        ]
+    }));
+    tracing::info!(receivers = config.urls.len(), "remote_write on");
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn urls_are_shown_without_credentials() {
+        assert_eq!(
+            super::shown("https://u:p@vm:8428/api/v1/write"),
+            "https://vm:8428/api/v1/write"
+        );
+        assert_eq!(super::shown("http://vm:8428/a@b"), "http://vm:8428/a@b");
+        assert_eq!(super::shown("vm"), "vm");
+    }
 }

@@ -49,6 +49,9 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         );
     }
     state.load_tokens()?;
+    let stop = Arc::new(AtomicBool::new(false));
+    // Before anything ingests: the tap sees every sample from the start.
+    crate::exporters::spawn_remote_write(&config.remote_write, &state, &store, stop.clone())?;
     state.set_limits(tocsin_api::Limits {
         max_body_bytes: config.http.max_body_bytes,
         request_timeout: config.http.request_timeout,
@@ -56,7 +59,6 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         metrics_export_series: config.http.metrics_export_series,
         https: config.http.tls_cert.is_some(),
     });
-    let stop = Arc::new(AtomicBool::new(false));
     let router = Router::new(config.routing.clone(), Default::default())
         .map_err(|e| anyhow::anyhow!("routing configuration: {e}"))?;
     let (_, control) =
