@@ -11,6 +11,7 @@ mod error;
 mod exposition;
 pub mod grafana;
 mod guests;
+mod ingest;
 mod login;
 mod metrics;
 mod notify;

@@ -44,6 +44,7 @@ fn operation(e: &Endpoint) -> Value {
             json!({ "image/png": { "schema": { "type": "string", "contentMediaType": "image/png" } } })
         }
         Output::Text => json!({ "text/plain": { "schema": { "type": "string" } } }),
+        Output::Empty => json!({}),
     };
     let mut responses = Map::new();
     responses.insert(
@@ -84,6 +85,15 @@ fn operation(e: &Endpoint) -> Value {
             op["requestBody"] = json!({
                 "required": true,
                 "content": { "application/json": { "schema": { "type": "object" } } },
+            });
+        }
+        Input::Protobuf => {
+            op["requestBody"] = json!({
+                "required": true,
+                "content": { "application/x-protobuf": { "schema": {
+                    "type": "string", "contentMediaType": "application/x-protobuf",
+                    "description": "snappy-compressed prometheus.WriteRequest",
+                } } },
             });
         }
         Input::Form => {

@@ -24,6 +24,8 @@ pub enum Input {
     Json,
     /// An HTML form (`application/x-www-form-urlencoded`).
     Form,
+    /// A snappy-compressed protobuf (remote_write).
+    Protobuf,
 }
 
 /// What an endpoint answers with.
@@ -37,6 +39,8 @@ pub enum Output {
     Png,
     /// Prometheus text exposition.
     Text,
+    /// Nothing (204).
+    Empty,
 }
 
 /// One endpoint.
@@ -97,310 +101,68 @@ impl Endpoint {
 
 /// Every endpoint of the server. `metrics` is the need of `/metrics` (public when the
 /// configuration says scrapers come without a token).
+#[rustfmt::skip]
 pub fn endpoints(metrics: Need) -> Vec<Endpoint> {
-    use crate::{access, alerts, guests, login, notify, openapi, policies, prom_api, scrape};
+    use crate::{access, alerts, guests, ingest, login, notify, openapi, policies, prom_api, scrape};
     use Method as M;
-    use Need::{Admin, Operator, Page, Public};
+    use Need::{Admin, Client, Operator, Page, Public};
     vec![
-        at(
-            M::GET,
-            "/",
-            Page,
-            "The status page",
-            get(guests::status_page),
-        )
-        .io(Input::None, Output::Html),
-        at(M::GET, "/login", Public, "The login form", get(login::form))
-            .io(Input::None, Output::Html),
-        at(
-            M::POST,
-            "/login",
-            Public,
-            "Log in with a token (sets the session cookie)",
-            post(login::submit),
-        )
-        .io(Input::Form, Output::Html),
-        at(
-            M::POST,
-            "/logout",
-            Public,
-            "Forget the session cookie",
-            post(login::logout),
-        )
-        .io(Input::None, Output::Html),
-        at(
-            M::GET,
-            "/healthz",
-            Public,
-            "Liveness, version and counts",
-            get(guests::healthz),
-        ),
-        at(
-            M::GET,
-            "/api/openapi.json",
-            Public,
-            "This API's OpenAPI document",
-            get(openapi::document),
-        ),
-        at(
-            M::GET,
-            "/metrics",
-            metrics,
-            "Tocsin's own metrics in the Prometheus text format",
-            get(scrape::metrics),
-        )
-        .io(Input::None, Output::Text),
-        at(
-            M::GET,
-            "/api/guests",
-            Operator,
-            "Loaded guests with grants, budgets and counters",
-            get(guests::list_guests),
-        ),
-        at(
-            M::GET,
-            "/api/guests/{name}",
-            Operator,
-            "One loaded guest",
-            get(guests::get_guest),
-        ),
-        at(
-            M::GET,
-            "/api/samples/latest",
-            Operator,
-            "The latest round of each collector",
-            get(guests::latest_samples),
-        ),
-        at(
-            M::GET,
-            "/api/metrics/query_range",
-            Operator,
-            "Stored series over a time range",
-            get(crate::metrics::query_range),
-        )
-        .query(&[
-            "selector", "start", "end", "step", "fn", "lookback", "agg", "by",
-        ]),
-        at(
-            M::GET,
-            "/api/metrics/latest",
-            Operator,
-            "The newest point of each selected series",
-            get(crate::metrics::latest),
-        )
-        .query(&["selector", "lookback"]),
-        at(
-            M::GET,
-            "/api/alerts",
-            Operator,
-            "Alert records",
-            get(alerts::list),
-        )
-        .query(&["phase", "rule"]),
-        at(
-            M::GET,
-            "/api/alerts/history",
-            Operator,
-            "Alert changes, newest first",
-            get(alerts::history),
-        )
-        .query(&["rule", "since", "limit"]),
-        at(
-            M::GET,
-            "/api/rules",
-            Operator,
-            "Each rule's newest evaluation",
-            get(alerts::rules),
-        ),
-        at(
-            M::GET,
-            "/api/rules/{name}",
-            Operator,
-            "One rule's newest evaluation",
-            get(alerts::one_rule),
-        ),
-        at(
-            M::GET,
-            "/api/silences",
-            Operator,
-            "Silences",
-            get(alerts::silences),
-        ),
-        at(
-            M::POST,
-            "/api/silences",
-            Operator,
-            "Create a silence",
-            post(alerts::create_silence),
-        ),
-        at(
-            M::DELETE,
-            "/api/silences/{id}",
-            Operator,
-            "Expire a silence now",
-            delete(alerts::expire_silence),
-        ),
-        at(
-            M::GET,
-            "/api/notifications",
-            Operator,
-            "Queued and sent notifications",
-            get(alerts::notifications),
-        ),
-        at(
-            M::POST,
-            "/api/notifications",
-            Admin,
-            "Queue a maintenance or custom message",
-            post(notify::enqueue),
-        ),
-        at(
-            M::GET,
-            "/api/templates",
-            Operator,
-            "Template kinds and their guests",
-            get(notify::list),
-        ),
-        at(
-            M::POST,
-            "/api/templates/{kind}/render",
-            Operator,
-            "Render a template without sending",
-            post(notify::render),
-        ),
-        at(
-            M::GET,
-            "/api/charts/alert.png",
-            Operator,
-            "The chart of an alert's series",
-            get(notify::alert_chart),
-        )
-        .query(&["rule"])
-        .io(Input::None, Output::Png),
-        at(
-            M::GET,
-            "/api/health",
-            Operator,
-            "Health scores with history",
-            get(alerts::health),
-        )
-        .query(&["window"]),
-        at(
-            M::GET,
-            "/api/policies",
-            Operator,
-            "Policies, running versions and history",
-            get(policies::list),
-        ),
-        at(
-            M::POST,
-            "/api/policies/{name}/rollback",
-            Admin,
-            "Run a policy's previous version",
-            post(policies::rollback),
-        )
-        .io(Input::None, Output::Json),
-        at(
-            M::GET,
-            "/api/tokens",
-            Admin,
-            "API tokens (names and roles, never secrets)",
-            get(access::list_tokens),
-        ),
-        at(
-            M::POST,
-            "/api/tokens",
-            Admin,
-            "Create a token; its secret is shown once",
-            post(access::create_token),
-        ),
-        at(
-            M::DELETE,
-            "/api/tokens/{name}",
-            Admin,
-            "Revoke a token",
-            delete(access::revoke_token),
-        ),
-        at(
-            M::GET,
-            "/api/v1/query",
-            Operator,
-            "Prometheus API: instant query (PromQL subset)",
-            get(prom_api::query),
-        )
-        .query(&["query", "time"]),
-        at(
-            M::POST,
-            "/api/v1/query",
-            Operator,
-            "Prometheus API: instant query (form body)",
-            post(prom_api::query),
-        )
-        .io(Input::Form, Output::Json),
-        at(
-            M::GET,
-            "/api/v1/query_range",
-            Operator,
-            "Prometheus API: range query (PromQL subset)",
-            get(prom_api::query_range),
-        )
-        .query(&["query", "start", "end", "step"]),
-        at(
-            M::POST,
-            "/api/v1/query_range",
-            Operator,
-            "Prometheus API: range query (form body)",
-            post(prom_api::query_range),
-        )
-        .io(Input::Form, Output::Json),
-        at(
-            M::GET,
-            "/api/v1/series",
-            Operator,
-            "Prometheus API: series matching match[]",
-            get(prom_api::series),
-        )
-        .query(&["match[]", "start", "end"]),
-        at(
-            M::POST,
-            "/api/v1/series",
-            Operator,
-            "Prometheus API: series (form body)",
-            post(prom_api::series),
-        )
-        .io(Input::Form, Output::Json),
-        at(
-            M::GET,
-            "/api/v1/labels",
-            Operator,
-            "Prometheus API: label names",
-            get(prom_api::labels),
-        )
-        .query(&["match[]", "start", "end"]),
-        at(
-            M::POST,
-            "/api/v1/labels",
-            Operator,
-            "Prometheus API: label names (form body)",
-            post(prom_api::labels),
-        )
-        .io(Input::Form, Output::Json),
-        at(
-            M::GET,
-            "/api/v1/label/{name}/values",
-            Operator,
-            "Prometheus API: values of a label",
-            get(prom_api::label_values),
-        )
-        .query(&["match[]", "start", "end"]),
-        at(
-            M::GET,
-            "/api/audit",
-            Admin,
-            "The audit log, newest first",
-            get(access::audit),
-        )
-        .query(&["since", "limit"]),
+        at(M::GET, "/", Page, "The status page", get(guests::status_page)).io(Input::None, Output::Html),
+        at(M::GET, "/login", Public, "The login form", get(login::form)).io(Input::None, Output::Html),
+        at(M::POST, "/login", Public, "Log in with a token (sets the session cookie)", post(login::submit)).io(Input::Form, Output::Html),
+        at(M::POST, "/logout", Public, "Forget the session cookie", post(login::logout)).io(Input::None, Output::Html),
+        at(M::GET, "/healthz", Public, "Liveness, version and counts", get(guests::healthz)),
+        at(M::GET, "/api/openapi.json", Public, "This API's OpenAPI document", get(openapi::document)),
+        at(M::GET, "/metrics", metrics, "Tocsin's own metrics in the Prometheus text format", get(scrape::metrics)).io(Input::None, Output::Text),
+        at(M::GET, "/api/guests", Operator, "Loaded guests with grants, budgets and counters", get(guests::list_guests)),
+        at(M::GET, "/api/guests/{name}", Operator, "One loaded guest", get(guests::get_guest)),
+        at(M::GET, "/api/samples/latest", Operator, "The latest round of each collector", get(guests::latest_samples)),
+        at(M::GET, "/api/metrics/query_range", Operator, "Stored series over a time range", get(crate::metrics::query_range))
+            .query(&["selector", "start", "end", "step", "fn", "lookback", "agg", "by"]),
+        at(M::GET, "/api/metrics/latest", Operator, "The newest point of each selected series", get(crate::metrics::latest))
+            .query(&["selector", "lookback"]),
+        at(M::POST, "/api/metrics", Client, "A JSON batch of samples (a client token's samples get its client label)", post(ingest::json_batch)),
+        at(M::POST, "/api/v1/write", Client, "Prometheus remote_write into Tocsin (a client token's samples get its client label)", post(ingest::remote_write))
+            .io(Input::Protobuf, Output::Empty),
+        at(M::GET, "/api/alerts", Operator, "Alert records", get(alerts::list)).query(&["phase", "rule"]),
+        at(M::GET, "/api/alerts/history", Operator, "Alert changes, newest first", get(alerts::history)).query(&["rule", "since", "limit"]),
+        at(M::GET, "/api/rules", Operator, "Each rule's newest evaluation", get(alerts::rules)),
+        at(M::GET, "/api/rules/{name}", Operator, "One rule's newest evaluation", get(alerts::one_rule)),
+        at(M::GET, "/api/silences", Operator, "Silences", get(alerts::silences)),
+        at(M::POST, "/api/silences", Operator, "Create a silence", post(alerts::create_silence)),
+        at(M::DELETE, "/api/silences/{id}", Operator, "Expire a silence now", delete(alerts::expire_silence)),
+        at(M::GET, "/api/notifications", Operator, "Queued and sent notifications", get(alerts::notifications)),
+        at(M::POST, "/api/notifications", Admin, "Queue a maintenance or custom message", post(notify::enqueue)),
+        at(M::GET, "/api/templates", Operator, "Template kinds and their guests", get(notify::list)),
+        at(M::POST, "/api/templates/{kind}/render", Operator, "Render a template without sending", post(notify::render)),
+        at(M::GET, "/api/charts/alert.png", Operator, "The chart of an alert's series", get(notify::alert_chart))
+            .query(&["rule"]).io(Input::None, Output::Png),
+        at(M::GET, "/api/health", Operator, "Health scores with history", get(alerts::health)).query(&["window"]),
+        at(M::GET, "/api/policies", Operator, "Policies, running versions and history", get(policies::list)),
+        at(M::POST, "/api/policies/{name}/rollback", Admin, "Run a policy's previous version", post(policies::rollback))
+            .io(Input::None, Output::Json),
+        at(M::GET, "/api/tokens", Admin, "API tokens (names and roles, never secrets)", get(access::list_tokens)),
+        at(M::POST, "/api/tokens", Admin, "Create a token; its secret is shown once", post(access::create_token)),
+        at(M::DELETE, "/api/tokens/{name}", Admin, "Revoke a token", delete(access::revoke_token)),
+        at(M::GET, "/api/audit", Admin, "The audit log, newest first", get(access::audit)).query(&["since", "limit"]),
+        at(M::GET, "/api/v1/query", Operator, "Prometheus API: instant query (PromQL subset)", get(prom_api::query))
+            .query(&["query", "time"]),
+        at(M::POST, "/api/v1/query", Operator, "Prometheus API: instant query (form body)", post(prom_api::query))
+            .io(Input::Form, Output::Json),
+        at(M::GET, "/api/v1/query_range", Operator, "Prometheus API: range query (PromQL subset)", get(prom_api::query_range))
+            .query(&["query", "start", "end", "step"]),
+        at(M::POST, "/api/v1/query_range", Operator, "Prometheus API: range query (form body)", post(prom_api::query_range))
+            .io(Input::Form, Output::Json),
+        at(M::GET, "/api/v1/series", Operator, "Prometheus API: series matching match[]", get(prom_api::series))
+            .query(&["match[]", "start", "end"]),
+        at(M::POST, "/api/v1/series", Operator, "Prometheus API: series (form body)", post(prom_api::series))
+            .io(Input::Form, Output::Json),
+        at(M::GET, "/api/v1/labels", Operator, "Prometheus API: label names", get(prom_api::labels))
+            .query(&["match[]", "start", "end"]),
+        at(M::POST, "/api/v1/labels", Operator, "Prometheus API: label names (form body)", post(prom_api::labels))
+            .io(Input::Form, Output::Json),
+        at(M::GET, "/api/v1/label/{name}/values", Operator, "Prometheus API: values of a label", get(prom_api::label_values))
+            .query(&["match[]", "start", "end"]),
     ]
 }
 

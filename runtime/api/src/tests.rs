@@ -432,15 +432,22 @@ async fn every_route_refuses_missing_unknown_and_too_weak_tokens() {
                 assert!(body["error"].is_string(), "{what}: {body}");
                 assert!(www.is_some(), "{what}: WWW-Authenticate");
                 assert_eq!(unknown.status(), StatusCode::UNAUTHORIZED, "{what}");
-                let (status, body) = json_of(client).await;
-                assert_eq!(status, StatusCode::FORBIDDEN, "{what}");
-                assert!(body["error"].as_str().is_some_and(|e| e.contains("client")));
-                let weak = need == Need::Admin;
-                assert_eq!(
-                    operator.status() == StatusCode::FORBIDDEN,
-                    weak,
-                    "{what}: operator"
-                );
+                use crate::auth::Role;
+                for (response, role) in [(client, Role::Client), (operator, Role::Operator)] {
+                    let (status, body) = json_of(response).await;
+                    assert_eq!(
+                        status == StatusCode::FORBIDDEN,
+                        !role.allows(need),
+                        "{what}: {role:?} got {status} {body}"
+                    );
+                    if status == StatusCode::FORBIDDEN {
+                        assert!(
+                            body["error"]
+                                .as_str()
+                                .is_some_and(|e| e.contains(role.name()))
+                        );
+                    }
+                }
             }
         }
         // The admin reaches every route: whatever it answers, it is not an auth
@@ -983,4 +990,68 @@ async fn the_prometheus_query_api_answers_in_prometheus_shapes() {
         assert_eq!(body["errorType"], "bad_data", "{bad}");
         assert!(body["error"].as_str().is_some_and(|e| !e.is_empty()));
     }
+}
+
+#[tokio::test]
+async fn clients_ingest_only_under_their_own_id() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store =
+        std::sync::Arc::new(tocsin_store::Store::open(&dir.path().join("db")).expect("store"));
+    let app = app(AppState::with_store(store.clone()));
+    let post = |token: &'static str, uri: &'static str, body: Vec<u8>| {
+        let app = app.clone();
+        async move { json_of(call(app, "POST", uri, Some(token), Body::from(body)).await).await }
+    };
+    let (status, body) = post(
+        CLIENT,
+        "/api/metrics",
+        br#"{"samples": [{"name": "temp_celsius", "labels": {"client": "someone-else", "room": "a"}, "ts_ms": 1000, "value": 21.5},
+                          {"name": "bad name", "value": 1}]}"#
+            .to_vec(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(body["accepted"], 1, "the valid sample is kept: {body}");
+    assert!(
+        body["rejected"][0]
+            .as_str()
+            .is_some_and(|e| e.contains("sample 1")),
+        "{body}"
+    );
+    let stored = store.query_raw("temp_celsius", 0, i64::MAX).expect("query");
+    assert_eq!(
+        stored[0].key.labels,
+        vec![
+            ("client".to_string(), "probe-1".to_string()),
+            ("room".to_string(), "a".to_string())
+        ],
+        "a client cannot speak for another"
+    );
+
+    // Another Tocsin (or Prometheus) forwarding with remote_write.
+    let batch = vec![tocsin_store::Sample {
+        name: "up".into(),
+        labels: vec![("job".into(), "edge".into())],
+        ts_ms: 2000,
+        value: 1.0,
+    }];
+    let body = tocsin_export::remote_write::encode(&batch).expect("encode");
+    let (status, reply) = post(ADMIN, "/api/v1/write", body.clone()).await;
+    assert_eq!(status, StatusCode::NO_CONTENT, "{reply}");
+    let (status, _) = post(CLIENT, "/api/v1/write", body).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let ups = store.query_raw("up", 0, i64::MAX).expect("query");
+    let labels: Vec<_> = ups.iter().map(|s| s.key.labels.clone()).collect();
+    assert_eq!(labels.len(), 2, "{labels:?}");
+    assert!(
+        labels.contains(&vec![("job".into(), "edge".into())]),
+        "admins send as they are"
+    );
+    let (status, reply) = post(ADMIN, "/api/v1/write", b"not snappy at all".to_vec()).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{reply}");
+    assert!(
+        reply["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("snappy"))
+    );
 }

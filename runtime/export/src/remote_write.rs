@@ -96,6 +96,49 @@ pub fn encode(samples: &[Sample]) -> Result<Vec<u8>, String> {
         .map_err(|e| format!("snappy: {e}"))
 }
 
+/// Largest decompressed `WriteRequest` accepted (a snappy bomb is refused before it
+/// is inflated).
+pub const MAX_DECODED: usize = 64 << 20;
+
+/// Decode a snappy-compressed `WriteRequest` into samples (labels as sent, `__name__`
+/// taken out as the name).
+pub fn decode(body: &[u8]) -> Result<Vec<Sample>, String> {
+    use prost::Message as _;
+    let len = snap::raw::decompress_len(body).map_err(|e| format!("not snappy: {e}"))?;
+    if len > MAX_DECODED {
+        return Err(format!(
+            "decompresses to {len} bytes, more than {MAX_DECODED}"
+        ));
+    }
+    let raw = snap::raw::Decoder::new()
+        .decompress_vec(body)
+        .map_err(|e| format!("not snappy: {e}"))?;
+    let request = proto::WriteRequest::decode(raw.as_slice())
+        .map_err(|e| format!("not a WriteRequest: {e}"))?;
+    let mut out = Vec::new();
+    for ts in request.timeseries {
+        let mut name = None;
+        let mut labels = Vec::with_capacity(ts.labels.len());
+        for l in ts.labels {
+            if l.name == "__name__" {
+                name = Some(l.value);
+            } else {
+                labels.push((l.name, l.value));
+            }
+        }
+        let name = name.ok_or("a time series without __name__")?;
+        for s in ts.samples {
+            out.push(Sample {
+                name: name.clone(),
+                labels: labels.clone(),
+                ts_ms: s.timestamp,
+                value: s.value,
+            });
+        }
+    }
+    Ok(out)
+}
+
 /// Counters of one receiver.
 #[derive(Debug, Default)]
 pub struct Stats {
@@ -316,6 +359,22 @@ mod tests {
         assert_eq!(b.labels[1].value, "b");
         let ts: Vec<i64> = b.samples.iter().map(|s| s.timestamp).collect();
         assert_eq!(ts, [1, 2], "oldest first");
+    }
+
+    #[test]
+    fn what_is_encoded_decodes_and_garbage_is_an_error() {
+        let batch = vec![sample("up", "a", 1, 1.0), sample("up", "a", 2, 0.0)];
+        assert_eq!(
+            decode(&encode(&batch).expect("encode")).expect("decode"),
+            batch
+        );
+        for bad in [&b""[..], b"\xff\xff\xff\xff\x0f", b"hello"] {
+            assert!(decode(bad).is_err(), "{bad:?}");
+        }
+        let bomb = snap::raw::Encoder::new()
+            .compress_vec(&vec![0u8; MAX_DECODED + 1])
+            .expect("bomb");
+        assert!(decode(&bomb).expect_err("bomb").contains("more than"));
     }
 
     #[test]

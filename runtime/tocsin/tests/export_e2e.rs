@@ -215,3 +215,46 @@ fn remote_write_lands_every_sample_in_victoria_metrics() {
         "{page}"
     );
 }
+
+#[test]
+fn one_tocsin_forwards_to_another_with_a_client_token() {
+    let (upstream_data, edge_data, edge_policies, empty, work) = (
+        tempfile::tempdir().expect("tempdir"),
+        tempfile::tempdir().expect("tempdir"),
+        tempfile::tempdir().expect("tempdir"),
+        tempfile::tempdir().expect("tempdir"),
+        tempfile::tempdir().expect("tempdir"),
+    );
+    let upstream = free_port();
+    let _upstream = start(empty.path(), upstream_data.path(), upstream);
+    wait_for("the upstream", || get(upstream, "/healthz"));
+    let (status, made) = send(
+        upstream,
+        "POST",
+        "/api/tokens",
+        r#"{"name": "edge-1", "role": "client", "client": "edge-1"}"#,
+    )
+    .expect("token");
+    assert_eq!(status, 201, "{made}");
+    firing_policies(edge_policies.path());
+    let config = work.path().join("edge.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[remote_write]\nurls = [\"http://127.0.0.1:{upstream}/api/v1/write\"]\n\
+             bearer_token = \"{}\"\nflush_interval = \"200ms\"\n",
+            made["token"].as_str().expect("secret")
+        ),
+    )
+    .expect("config");
+    let edge = free_port();
+    let _edge = start_config(edge_policies.path(), edge_data.path(), edge, &config);
+    let result = wait_for("the edge's CPU upstream", || {
+        let (_, v) = get(upstream, "/api/v1/query?query=cpu_usage_percent")?;
+        v["data"]["result"]
+            .as_array()
+            .filter(|r| !r.is_empty())
+            .cloned()
+    });
+    assert_eq!(result[0]["metric"]["client"], "edge-1", "{result:?}");
+}
