@@ -32,8 +32,9 @@ fn main() -> anyhow::Result<()> {
         "run" => run(&root, &rest),
         "test" => test(&root, &rest),
         "bench" => bench(&root),
+        "fuzz" => fuzz(&root, &rest),
         other => bail!(
-            "unknown task `{other}`\nusage: cargo xtask <run [ARGS] | test [FILTER] | bench | guests>"
+            "unknown task `{other}`\nusage: cargo xtask <run [ARGS] | test [FILTER] | bench | guests | fuzz [SECONDS] [TARGET..]>"
         ),
     }
 }
@@ -219,5 +220,70 @@ fn bench(root: &Path) -> anyhow::Result<()> {
         figures.len(),
         path.display()
     );
+    Ok(())
+}
+
+/// The cargo-fuzz this project's fuzz targets are run with.
+const CARGO_FUZZ_VERSION: &str = "0.13.2";
+
+/// `cargo xtask fuzz [SECONDS] [TARGET..]`: run every fuzz target in `fuzz/` (or the ones
+/// named) for SECONDS each (default 20), on the stable toolchain without a sanitizer;
+/// the inputs in `fuzz/seeds/TARGET` start each run. A crash fails the task and leaves
+/// its input in `fuzz/artifacts/TARGET`.
+fn fuzz(root: &Path, args: &[String]) -> anyhow::Result<()> {
+    let seconds: u64 = match args.first() {
+        Some(s) => s.parse().with_context(|| format!("seconds: `{s}`"))?,
+        None => 20,
+    };
+    let has_fuzz = cargo()
+        .args(["fuzz", "--version"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !has_fuzz {
+        status(cargo().args([
+            "install",
+            "cargo-fuzz",
+            "--locked",
+            "--version",
+            CARGO_FUZZ_VERSION,
+        ]))?;
+    }
+    let dir = root.join("fuzz");
+    let targets: Vec<String> = if args.len() > 1 {
+        args[1..].to_vec()
+    } else {
+        let out = cargo()
+            .args(["fuzz", "list"])
+            .current_dir(&dir)
+            .output()
+            .context("cargo fuzz list")?;
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(str::to_string)
+            .collect()
+    };
+    if targets.is_empty() {
+        bail!("no fuzz targets found in fuzz/");
+    }
+    for t in &targets {
+        let corpus = dir.join("corpus").join(t);
+        std::fs::create_dir_all(&corpus)?;
+        let mut cmd = cargo();
+        cmd.current_dir(&dir)
+            .args(["fuzz", "run", t, "--sanitizer", "none"])
+            .arg(&corpus);
+        let seeds = dir.join("seeds").join(t);
+        if seeds.is_dir() {
+            cmd.arg(&seeds);
+        }
+        cmd.args([
+            "--",
+            &format!("-max_total_time={seconds}"),
+            "-rss_limit_mb=4096",
+            "-print_final_stats=1",
+        ]);
+        status(&mut cmd)?;
+    }
+    eprintln!("xtask: fuzzed {} target(s) for {seconds} s each", targets.len());
     Ok(())
 }

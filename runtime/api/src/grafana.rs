@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 
 /// A panel's query: the PromQL text and its legend.
 pub struct Target {
-    /// PromQL (the subset of [`crate::promql`]; `$host` is the dashboard's variable).
+    /// PromQL (the subset of [`tocsin_store::promql`]; `$host` is the dashboard's variable).
     pub expr: &'static str,
     /// Legend format.
     pub legend: &'static str,
@@ -228,7 +228,7 @@ mod tests {
         for p in panels() {
             for t in &p.targets {
                 let expr = t.expr.replace("$host", ".*");
-                crate::promql::parse(&expr)
+                tocsin_store::promql::parse(&expr)
                     .unwrap_or_else(|e| panic!("{}: {}: {e}", p.title, t.expr));
             }
         }

@@ -18,7 +18,6 @@ mod notify;
 mod openapi;
 mod policies;
 mod prom_api;
-pub mod promql;
 mod routes;
 mod scrape;
 mod state;

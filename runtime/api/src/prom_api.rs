@@ -1,7 +1,7 @@
 //! The Prometheus HTTP query API over Tocsin's store, for Grafana's Prometheus data source
 //! and other Prometheus clients: `/api/v1/query`, `/api/v1/query_range`, `/api/v1/series`,
 //! `/api/v1/labels`, `/api/v1/label/{name}/values` (GET or form POST), answering in
-//! Prometheus' JSON shapes, errors included. Queries are the [`crate::promql`] subset.
+//! Prometheus' JSON shapes, errors included. Queries are the [`tocsin_store::promql`] subset.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -14,7 +14,7 @@ use tocsin_store::query::step_times;
 use tocsin_store::{Aggregation, Store, is_stale};
 
 use crate::metrics::{blocking, now_ms};
-use crate::promql::{Expr, Grouping, RangeFn, duration_ms, parse};
+use tocsin_store::promql::{Expr, Grouping, RangeFn, duration_ms, parse};
 use crate::state::AppState;
 
 /// How far back an instant selector looks for a point (Prometheus' default).

@@ -13,6 +13,7 @@ mod kv;
 mod logs;
 mod outbox;
 mod policy_versions;
+pub mod promql;
 pub mod query;
 mod records;
 pub mod rollup;

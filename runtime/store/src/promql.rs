@@ -3,7 +3,8 @@
 //! over `selector[duration]`; `sum|avg|min|max|count` with `by (..)` or `without (..)`;
 //! a comparison with a number that filters (`client_up == 0`); number literals. Parsed into [`Expr`]; anything else is a clear error naming where.
 
-use tocsin_store::{Aggregation, Selector};
+use crate::query::Aggregation;
+use crate::selector::Selector;
 
 /// Deepest nesting accepted (aggregations of aggregations…).
 const MAX_DEPTH: usize = 16;
