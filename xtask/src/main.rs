@@ -284,6 +284,9 @@ fn fuzz(root: &Path, args: &[String]) -> anyhow::Result<()> {
         ]);
         status(&mut cmd)?;
     }
-    eprintln!("xtask: fuzzed {} target(s) for {seconds} s each", targets.len());
+    eprintln!(
+        "xtask: fuzzed {} target(s) for {seconds} s each",
+        targets.len()
+    );
     Ok(())
 }

@@ -14,8 +14,8 @@ use tocsin_store::query::step_times;
 use tocsin_store::{Aggregation, Store, is_stale};
 
 use crate::metrics::{blocking, now_ms};
-use tocsin_store::promql::{Expr, Grouping, RangeFn, duration_ms, parse};
 use crate::state::AppState;
+use tocsin_store::promql::{Expr, Grouping, RangeFn, duration_ms, parse};
 
 /// How far back an instant selector looks for a point (Prometheus' default).
 const LOOKBACK_MS: i64 = 5 * 60_000;
