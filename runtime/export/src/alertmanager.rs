@@ -104,15 +104,16 @@ impl Peer {
 /// Post to `{url}/api/v2/alerts`.
 fn post(agent: &ureq::Agent, url: &str, body: &Value) -> Result<(), String> {
     let target = format!("{}/api/v2/alerts", url.trim_end_matches('/'));
+    let shown = crate::config::shown_url(&target);
     let response = agent
         .post(&target)
         .send_json(body)
-        .map_err(|e| format!("{target}: {e}"))?;
+        .map_err(|e| format!("{shown}: {e}"))?;
     let status = response.status().as_u16();
     if (200..300).contains(&status) {
         Ok(())
     } else {
-        Err(format!("{target}: HTTP {status}"))
+        Err(format!("{shown}: HTTP {status}"))
     }
 }
 

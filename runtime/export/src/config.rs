@@ -7,7 +7,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 /// The SNMPv2c agent.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct SnmpConfig {
     /// Serve SNMP.
@@ -34,7 +34,7 @@ impl Default for SnmpConfig {
 }
 
 /// Prometheus remote_write of every stored sample.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RemoteWriteConfig {
     /// Receivers (`http://victoria:8428/api/v1/write`, Mimir's `/api/v1/push`, ...); each
@@ -94,5 +94,76 @@ impl Default for AlertmanagerConfig {
             resend: Duration::from_secs(60),
             timeout: Duration::from_secs(10),
         }
+    }
+}
+
+fn redacted(secret: &str) -> &'static str {
+    if secret.is_empty() { "" } else { "<redacted>" }
+}
+
+/// Shown without the community (a password).
+impl std::fmt::Debug for SnmpConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SnmpConfig")
+            .field("enabled", &self.enabled)
+            .field("listen", &self.listen)
+            .field("community", &redacted(&self.community))
+            .field("base_oid", &self.base_oid)
+            .finish()
+    }
+}
+
+/// Shown without the bearer token, and URLs without their user information.
+impl std::fmt::Debug for RemoteWriteConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let urls: Vec<String> = self.urls.iter().map(|u| shown_url(u)).collect();
+        f.debug_struct("RemoteWriteConfig")
+            .field("urls", &urls)
+            .field("bearer_token", &redacted(&self.bearer_token))
+            .field("queue_samples", &self.queue_samples)
+            .field("batch_samples", &self.batch_samples)
+            .field("flush_interval", &self.flush_interval)
+            .field("max_backoff", &self.max_backoff)
+            .field("timeout", &self.timeout)
+            .finish()
+    }
+}
+
+/// A URL without its user information (a credential), for labels, logs and `Debug`.
+pub fn shown_url(url: &str) -> String {
+    match url.split_once("://") {
+        Some((scheme, rest)) => {
+            let host_start = rest
+                .find('@')
+                .filter(|at| rest.find('/').is_none_or(|slash| at < &slash))
+                .map_or(0, |at| at + 1);
+            format!("{scheme}://{}", &rest[host_start..])
+        }
+        None => url.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_stay_out_of_debug_output() {
+        let rw = RemoteWriteConfig {
+            urls: vec!["https://u:pw@vm:8428/api/v1/write".into()],
+            bearer_token: "tok3n".into(),
+            ..Default::default()
+        };
+        let snmp = SnmpConfig {
+            community: "c0mmunity".into(),
+            ..Default::default()
+        };
+        let shown = format!("{rw:?} {snmp:?}");
+        for secret in ["tok3n", "pw", "c0mmunity"] {
+            assert!(!shown.contains(secret), "{shown}");
+        }
+        assert!(shown.contains("https://vm:8428/api/v1/write"), "{shown}");
+        assert_eq!(shown_url("http://vm:8428/a@b"), "http://vm:8428/a@b");
+        assert_eq!(shown_url("vm"), "vm");
     }
 }

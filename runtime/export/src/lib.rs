@@ -6,4 +6,4 @@ pub mod config;
 pub mod remote_write;
 pub mod snmp;
 
-pub use config::{AlertmanagerConfig, RemoteWriteConfig, SnmpConfig};
+pub use config::{AlertmanagerConfig, RemoteWriteConfig, SnmpConfig, shown_url};

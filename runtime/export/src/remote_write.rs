@@ -247,7 +247,9 @@ fn send(agent: &ureq::Agent, url: &str, token: &str, body: &[u8]) -> Sent {
 }
 
 /// Ship `queue` to `url` until `stop` (then one last flush attempt).
-fn run(config: &RemoteWriteConfig, url: &str, queue: &Queue, stop: &AtomicBool) {
+fn run(config: &RemoteWriteConfig, target: &str, queue: &Queue, stop: &AtomicBool) {
+    let shown = crate::config::shown_url(target);
+    let url = shown.as_str();
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .timeout_global(Some(config.timeout))
         .http_status_as_error(false)
@@ -276,7 +278,7 @@ fn run(config: &RemoteWriteConfig, url: &str, queue: &Queue, stop: &AtomicBool) 
         };
         let mut backoff = Duration::from_millis(100);
         loop {
-            match send(&agent, url, &config.bearer_token, &body) {
+            match send(&agent, target, &config.bearer_token, &body) {
                 Sent::Ok => {
                     queue
                         .stats

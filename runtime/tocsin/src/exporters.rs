@@ -174,20 +174,6 @@ pub fn spawn_alertmanager(
     Ok(())
 }
 
-/// A URL without its user information (a credential), for labels and logs.
-fn shown(url: &str) -> String {
-    match url.split_once("://") {
-        Some((scheme, rest)) => {
-            let host_start = rest
-                .find('@')
-                .filter(|at| rest.find('/').is_none_or(|slash| at < &slash))
-                .map_or(0, |at| at + 1);
-            format!("{scheme}://{}", &rest[host_start..])
-        }
-        None => url.to_string(),
-    }
-}
-
 /// Start remote_write to the configured receivers: a store tap feeds their queues.
 pub fn spawn_remote_write(
     config: &RemoteWriteConfig,
@@ -206,7 +192,10 @@ pub fn spawn_remote_write(
             q.push(samples);
         }
     }));
-    let labelled: Vec<(String, _)> = queues.into_iter().map(|(u, q)| (shown(&u), q)).collect();
+    let labelled: Vec<(String, _)> = queues
+        .into_iter()
+        .map(|(u, q)| (tocsin_export::shown_url(&u), q))
+        .collect();
     state.add_metrics(Arc::new(move || {
         let family =
             |name: &str,
@@ -261,17 +250,4 @@ pub fn spawn_remote_write(
     }));
     tracing::info!(receivers = config.urls.len(), "remote_write on");
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn urls_are_shown_without_credentials() {
-        assert_eq!(
-            super::shown("https://u:p@vm:8428/api/v1/write"),
-            "https://vm:8428/api/v1/write"
-        );
-        assert_eq!(super::shown("http://vm:8428/a@b"), "http://vm:8428/a@b");
-        assert_eq!(super::shown("vm"), "vm");
-    }
 }
