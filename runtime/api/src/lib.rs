@@ -25,4 +25,4 @@ mod state;
 pub use access::check_new;
 pub use error::AppError;
 pub use routes::{Endpoint, app, endpoints};
-pub use state::{AppState, Family, Limits, MetricsSource, PolicyAdmin, Round};
+pub use state::{AppState, DeployRefusal, Family, Limits, MetricsSource, PolicyAdmin, Round};

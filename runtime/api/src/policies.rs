@@ -1,5 +1,6 @@
 //! Policies over HTTP: `GET /api/policies` (each policy's running version and history of
-//! versions, with the errors of refused versions) and `POST /api/policies/{name}/rollback`.
+//! versions, with the errors of refused versions), `POST /api/policies/{name}` (deploy an
+//! uploaded version, with the permission diff) and `POST /api/policies/{name}/rollback`.
 
 use axum::extract::{Path, State};
 use axum::{Extension, Json};
@@ -73,4 +74,63 @@ pub async fn rollback(
     Ok(Json(
         json!({ "policy": back.policy, "running": version(&back) }),
     ))
+}
+
+/// Largest deploy request: a Python or JavaScript component is tens of megabytes.
+pub const MAX_DEPLOY_BYTES: usize = 96 << 20;
+
+/// Body of `POST /api/policies/{name}`.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Deploy {
+    /// The manifest (TOML); its `component` is replaced by the uploaded one.
+    manifest: String,
+    /// The component (`.wasm`), base64.
+    component_base64: String,
+    /// Confirm grants the running version does not have.
+    #[serde(default)]
+    allow_new_grants: bool,
+}
+
+/// `POST /api/policies/{name}`: deploy a version through the same checks as a file change;
+/// 409 with the added grants when it asks for more than the running one without
+/// `allow_new_grants`.
+pub async fn deploy(
+    State(state): State<AppState>,
+    Extension(caller): Extension<crate::auth::Caller>,
+    Path(name): Path<String>,
+    body: Result<Json<Deploy>, axum::extract::rejection::JsonRejection>,
+) -> Result<Json<Value>, axum::response::Response> {
+    use axum::response::IntoResponse;
+    use base64::Engine as _;
+    let Json(b) = body.map_err(|e| AppError::from(e).into_response())?;
+    let component = base64::engine::general_purpose::STANDARD
+        .decode(b.component_base64.trim())
+        .map_err(|e| AppError::bad_request(format!("component_base64: {e}")).into_response())?;
+    let admin = state.admin().ok_or_else(|| {
+        AppError::unavailable("this process does not manage policies").into_response()
+    })?;
+    let actor = caller.actor();
+    let result = tokio::task::spawn_blocking(move || {
+        admin.deploy(&name, &b.manifest, component, b.allow_new_grants, &actor)
+    })
+    .await
+    .map_err(|e| AppError::internal(format!("deploy task failed: {e}")).into_response())?;
+    match result {
+        Ok(v) => Ok(Json(json!({ "policy": v.policy, "running": version(&v) }))),
+        Err(crate::DeployRefusal::NewGrants { added, running }) => Err((
+            axum::http::StatusCode::CONFLICT,
+            Json(json!({
+                "error": format!(
+                    "this version asks for grants the running one does not have: {}; \
+                     confirm with allow_new_grants (tocsin rule deploy --allow-new-grants)",
+                    added.join(", ")
+                ),
+                "added_grants": added,
+                "running_grants": running,
+            })),
+        )
+            .into_response()),
+        Err(crate::DeployRefusal::Invalid(e)) => Err(AppError::bad_request(e).into_response()),
+    }
 }

@@ -139,6 +139,8 @@ pub fn endpoints(metrics: Need) -> Vec<Endpoint> {
             .query(&["rule"]).io(Input::None, Output::Png),
         at(M::GET, "/api/health", Operator, "Health scores with history", get(alerts::health)).query(&["window"]),
         at(M::GET, "/api/policies", Operator, "Policies, running versions and history", get(policies::list)),
+        at(M::POST, "/api/policies/{name}", Admin, "Deploy a version (manifest + base64 component); 409 lists grants it would add", post(policies::deploy)
+            .layer(DefaultBodyLimit::max(policies::MAX_DEPLOY_BYTES))),
         at(M::POST, "/api/policies/{name}/rollback", Admin, "Run a policy's previous version", post(policies::rollback))
             .io(Input::None, Output::Json),
         at(M::GET, "/api/tokens", Admin, "API tokens (names and roles, never secrets)", get(access::list_tokens)),

@@ -65,11 +65,36 @@ pub struct Round {
     pub samples: Vec<Sample>,
 }
 
+/// Why a deploy was refused.
+#[derive(Debug, Clone, PartialEq)]
+pub enum DeployRefusal {
+    /// The version asks for grants the running one does not have, and the deploy did not
+    /// confirm them.
+    NewGrants {
+        /// The grants it adds.
+        added: Vec<String>,
+        /// The running version's grants.
+        running: Vec<String>,
+    },
+    /// It does not load, check or pass its fixtures (the message says which and why).
+    Invalid(String),
+}
+
 /// Changes to the running policy set that the API may ask for (implemented by the binary,
 /// which owns the reloader).
 pub trait PolicyAdmin: Send + Sync + std::fmt::Debug {
     /// Return `name` to its previous version; answers the version now running.
     fn rollback(&self, name: &str, actor: &str) -> Result<tocsin_store::PolicyVersion, String>;
+
+    /// Deploy `manifest` with `component` as policy `name`; answers the version now running.
+    fn deploy(
+        &self,
+        name: &str,
+        manifest: &str,
+        component: Vec<u8>,
+        allow_new_grants: bool,
+        actor: &str,
+    ) -> Result<tocsin_store::PolicyVersion, DeployRefusal>;
 }
 
 /// What handlers read. Cheap to clone.

@@ -3,7 +3,6 @@
 //! `'label'=value[UOM];warn;crit;min;max`; thresholds in Nagios range syntax.
 
 use std::fmt::Write as _;
-use std::path::PathBuf;
 
 /// A Nagios range: `10` (outside 0..10 alerts), `10:` (below 10), `~:10` (above 10),
 /// `10:20` (outside), `@10:20` (inside).
@@ -193,78 +192,17 @@ pub fn judge_with(
     (status, line)
 }
 
-/// Where the API is and how to reach it.
-#[derive(Debug, Clone, clap::Args)]
-pub struct Target {
-    /// Tocsin's address.
-    #[arg(long, default_value = "http://127.0.0.1:8080", env = "TOCSIN_URL")]
-    pub url: String,
-    /// An operator token (or `--token-file`).
-    #[arg(long, env = "TOCSIN_TOKEN", hide_env_values = true)]
-    pub token: Option<String>,
-    /// A file holding the token.
-    #[arg(long)]
-    pub token_file: Option<PathBuf>,
-    /// Give up after this many seconds (UNKNOWN).
-    #[arg(long, default_value_t = 10)]
-    pub timeout: u64,
-}
-
-impl Target {
-    fn get(&self, path_and_query: &str) -> Result<serde_json::Value, String> {
-        let token = match (&self.token, &self.token_file) {
-            (Some(t), _) => Some(t.clone()),
-            (None, Some(f)) => Some(
-                std::fs::read_to_string(f)
-                    .map_err(|e| format!("reading {}: {e}", f.display()))?
-                    .trim()
-                    .to_string(),
-            ),
-            (None, None) => None,
-        };
-        let agent: ureq::Agent = ureq::Agent::config_builder()
-            .timeout_global(Some(std::time::Duration::from_secs(self.timeout)))
-            .http_status_as_error(false)
-            .build()
-            .into();
-        let url = format!("{}{path_and_query}", self.url.trim_end_matches('/'));
-        let mut request = agent.get(&url);
-        if let Some(t) = token {
-            request = request.header("authorization", format!("Bearer {t}"));
-        }
-        let mut response = request.call().map_err(|e| format!("{url}: {e}"))?;
-        let status = response.status().as_u16();
-        let body: serde_json::Value = response
-            .body_mut()
-            .read_json()
-            .map_err(|e| format!("{url}: HTTP {status}, not JSON: {e}"))?;
-        if status != 200 {
-            let why = body["error"].as_str().unwrap_or("no reason given");
-            return Err(format!("{url}: HTTP {status}: {why}"));
-        }
-        Ok(body)
-    }
-}
-
-fn encode(text: &str) -> String {
-    text.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
-}
-
 /// The measures of a PromQL instant query: one per result series, labelled by `label`'s
 /// value (or the series' labels).
 pub fn query_measures(
-    target: &Target,
+    target: &crate::remote::Target,
     query: &str,
     label: Option<&str>,
 ) -> Result<Vec<Measure>, String> {
-    let body = target.get(&format!("/api/v1/query?query={}", encode(query)))?;
+    let body = target.get(&format!(
+        "/api/v1/query?query={}",
+        crate::remote::encode(query)
+    ))?;
     let data = &body["data"];
     if data["resultType"] == "scalar" {
         let value = data["result"][1].as_str().and_then(|v| v.parse().ok());
@@ -315,7 +253,7 @@ pub fn query_measures(
 
 /// `tocsin check alerts`: CRITICAL while a critical alert fires, WARNING while any other
 /// does.
-pub fn alerts(target: &Target) -> u8 {
+pub fn alerts(target: &crate::remote::Target) -> u8 {
     let what = "firing alerts";
     let measures = query_measures(
         target,

@@ -8,6 +8,7 @@ mod config;
 mod exporters;
 mod notify_cli;
 mod reload;
+mod remote;
 mod run;
 mod tls;
 
@@ -79,7 +80,7 @@ enum CheckCommand {
         #[arg(long)]
         max: Option<f64>,
         #[command(flatten)]
-        target: check::Target,
+        target: remote::Target,
     },
     /// Health scores (0-100): WARNING below 90, CRITICAL below 70 by default.
     Health {
@@ -90,12 +91,12 @@ enum CheckCommand {
         #[arg(short, long, default_value = "70:")]
         critical: String,
         #[command(flatten)]
-        target: check::Target,
+        target: remote::Target,
     },
     /// Firing alerts: CRITICAL while a critical one fires, WARNING while any other does.
     Alerts {
         #[command(flatten)]
-        target: check::Target,
+        target: remote::Target,
     },
 }
 
@@ -190,6 +191,17 @@ enum RuleCommand {
         /// Manifests (`policies/NAME.toml`).
         #[arg(required = true)]
         manifests: Vec<PathBuf>,
+    },
+    /// Deploy a manifest and its component to a running Tocsin over the API (checked like
+    /// a file change; written into its policy directory once it runs).
+    Deploy {
+        /// The manifest (`my-rule.toml`); its `component` is read and sent with it.
+        manifest: PathBuf,
+        /// Confirm grants the running version does not have.
+        #[arg(long)]
+        allow_new_grants: bool,
+        #[command(flatten)]
+        target: remote::Target,
     },
 }
 
@@ -313,6 +325,11 @@ fn main() -> ExitCode {
                 .map_err(anyhow::Error::from)
         }
         Command::Rule(RuleCommand::Test { manifests }) => rule_test(&manifests),
+        Command::Rule(RuleCommand::Deploy {
+            manifest,
+            allow_new_grants,
+            target,
+        }) => remote::rule_deploy(&target, &manifest, allow_new_grants),
         Command::Mail(MailCommand::Test { config, to, attach }) => {
             config::load(config.as_deref(), &config::Overrides::default())
                 .map_err(anyhow::Error::from)

@@ -404,6 +404,130 @@ impl Reloader {
     }
 }
 
+/// Point a manifest's top-level `component = ...` at `file` (beside the manifest).
+fn point_component(text: &str, file: &str) -> Result<String, String> {
+    let mut out = Vec::new();
+    let mut done = false;
+    let mut in_table = false;
+    for line in text.lines() {
+        let t = line.trim_start();
+        if t.starts_with('[') {
+            in_table = true;
+        }
+        let is_component = !in_table
+            && t.strip_prefix("component")
+                .is_some_and(|rest| rest.trim_start().starts_with('='));
+        if is_component && !done {
+            out.push(format!("component = {file:?}"));
+            done = true;
+        } else {
+            out.push(line.to_string());
+        }
+    }
+    if !done {
+        return Err("the manifest has no top-level `component = ...`".into());
+    }
+    Ok(out.join("\n") + "\n")
+}
+
+/// Write `bytes` to `path` through a hidden temporary file and a rename.
+fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = path.with_file_name(format!(".{name}.tmp"));
+    std::fs::write(&tmp, bytes)?;
+    std::fs::File::open(&tmp)?.sync_all()?;
+    std::fs::rename(&tmp, path)
+}
+
+impl Reloader {
+    /// Deploy an uploaded version of `name` (the API's deploy): the same checks as a file
+    /// change — hash, compile, imports vs grants, fixtures — and a grant diff against the
+    /// running version that refuses added grants unless `allow_new_grants`. Once it runs,
+    /// the manifest and component are written into the policy directory (`NAME.toml`,
+    /// `NAME.wasm`), so the deployed version is what the next start loads.
+    pub fn upload(
+        &mut self,
+        name: &str,
+        manifest: &str,
+        component: Vec<u8>,
+        allow_new_grants: bool,
+        actor: &str,
+    ) -> Result<PolicyVersion, tocsin_api::DeployRefusal> {
+        use tocsin_api::DeployRefusal as R;
+        let valid = !name.is_empty()
+            && name.len() <= 64
+            && !name.starts_with('.')
+            && name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+        if !valid {
+            return Err(R::Invalid(format!(
+                "policy name `{name}`: 1 to 64 letters, digits, `-`, `_` or `.`"
+            )));
+        }
+        let component_file = format!("{name}.wasm");
+        let text = point_component(manifest, &component_file).map_err(R::Invalid)?;
+        let path = self.dir.join(format!("{name}.toml"));
+        let parsed =
+            tocsin_policy::Manifest::parse(&text, &path).map_err(|e| R::Invalid(e.to_string()))?;
+        let grants: BTreeSet<String> = parsed.grants.iter().cloned().collect();
+        let before: Option<BTreeSet<String>> = match self.running.get(name) {
+            Some(r) => Some(r.grants.clone()),
+            None => self
+                .store
+                .current_policy_version(name)
+                .map_err(|e| R::Invalid(e.to_string()))?
+                .map(|v| v.grants.into_iter().collect()),
+        };
+        if let Some(before) = &before {
+            let added: Vec<String> = grants.difference(before).cloned().collect();
+            if !added.is_empty() && !allow_new_grants && !self.allow_new_grants {
+                return Err(R::NewGrants {
+                    added,
+                    running: before.iter().cloned().collect(),
+                });
+            }
+        }
+        let files = PolicyFiles {
+            name: name.to_string(),
+            path: path.clone(),
+            text,
+            component,
+        };
+        let fp = fingerprint(&files);
+        let unchanged = self.running.get(name).is_some_and(|r| r.fingerprint == fp);
+        if !unchanged {
+            // The grant diff was answered above: the deploy itself may add them.
+            let allow = std::mem::replace(&mut self.allow_new_grants, true);
+            let result = self.deploy(files.clone(), &fp, actor, true);
+            self.allow_new_grants = allow;
+            if let Err(e) = result {
+                self.audit(actor, "policy.refused", name, e.clone());
+                return Err(R::Invalid(e));
+            }
+        }
+        // Component first: a manifest never names a file that is not there yet.
+        write_atomic(&self.dir.join(&component_file), &files.component)
+            .and_then(|()| write_atomic(&path, files.text.as_bytes()))
+            .map_err(|e| {
+                R::Invalid(format!(
+                    "deployed, but not saved to {}: {e} (the next start loads what is there)",
+                    self.dir.display()
+                ))
+            })?;
+        self.on_disk.insert(name.to_string(), fp);
+        self.refused.remove(name);
+        self.publish();
+        self.store
+            .current_policy_version(name)
+            .map_err(|e| R::Invalid(e.to_string()))?
+            .ok_or_else(|| R::Invalid("no version recorded".into()))
+    }
+}
+
 /// Watch the directory (and rescan every `rescan`, which also catches rebuilt components
 /// outside it) and reconcile on change, until `stop`.
 pub fn spawn_watcher(
@@ -455,10 +579,43 @@ impl std::fmt::Debug for Admin {
 }
 
 impl tocsin_api::PolicyAdmin for Admin {
+    fn deploy(
+        &self,
+        name: &str,
+        manifest: &str,
+        component: Vec<u8>,
+        allow_new_grants: bool,
+        actor: &str,
+    ) -> Result<PolicyVersion, tocsin_api::DeployRefusal> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).upload(
+            name,
+            manifest,
+            component,
+            allow_new_grants,
+            actor,
+        )
+    }
+
     fn rollback(&self, name: &str, actor: &str) -> Result<PolicyVersion, String> {
         self.0
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .rollback(name, actor)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_component_line_is_pointed_beside_the_manifest() {
+        let text = "# rule\nkind = \"alert-rule\"\ncomponent   = \"../x/y.wasm\"\n[params]\ncomponent = \"kept\"\n";
+        let out = super::point_component(text, "r.wasm").expect("pointed");
+        assert_eq!(
+            out,
+            "# rule\nkind = \"alert-rule\"\ncomponent = \"r.wasm\"\n[params]\ncomponent = \"kept\"\n"
+        );
+        assert!(
+            super::point_component("kind = \"x\"\n[a]\ncomponent = \"y\"\n", "r.wasm").is_err()
+        );
     }
 }

@@ -5,6 +5,7 @@
 mod common;
 
 use std::path::Path;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -231,4 +232,94 @@ fn a_faulting_rule_is_quarantined_and_a_fixed_version_lifts_it() {
     wait_for("the fixed version", || {
         policy(port, "shaky").filter(|p| p["quarantined"] == false && p["current"]["version"] == 2)
     });
+}
+
+#[test]
+fn rule_deploy_sends_a_version_over_the_api_with_the_permission_diff() {
+    let (policies, data, work) = (
+        tempfile::tempdir().expect("tempdir"),
+        tempfile::tempdir().expect("tempdir"),
+        tempfile::tempdir().expect("tempdir"),
+    );
+    let port = free_port();
+    let running = start(policies.path(), data.path(), port);
+    wait_for("/healthz", || get(port, "/healthz"));
+    let token = data.path().join("admin.token");
+    let manifest = work.path().join("cpu-any.toml");
+    let write = |extra: &str| {
+        std::fs::write(
+            &manifest,
+            format!(
+                "kind = \"alert-rule\"\ncomponent = \"{}\"\ninterval = \"1s\"\n{extra}\
+                 [params]\nthreshold = \"90\"\nclear = \"80\"\ncritical = \"98\"\n\
+                 [input]\nselect = [\"cpu_usage_percent\"]\nlookback = \"30s\"\n",
+                guest("cpu_high")
+            ),
+        )
+        .expect("manifest")
+    };
+    let deploy = |extra: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_tocsin"))
+            .args(["rule", "deploy"])
+            .arg(&manifest)
+            .args(extra)
+            .args(["--url", &format!("http://127.0.0.1:{port}")])
+            .arg("--token-file")
+            .arg(&token)
+            .output()
+            .expect("tocsin rule deploy");
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).to_string()
+                + &String::from_utf8_lossy(&out.stderr),
+        )
+    };
+    write("");
+    let (ok, said) = deploy(&[]);
+    assert!(ok, "{said}");
+    assert!(said.contains("deployed cpu-any version 1"), "{said}");
+    assert!(policies.path().join("cpu-any.wasm").is_file());
+    let saved = std::fs::read_to_string(policies.path().join("cpu-any.toml")).expect("saved");
+    assert!(saved.contains("component = \"cpu-any.wasm\""), "{saved}");
+    assert_eq!(version(port, "cpu-any"), Some(1));
+    assert_eq!(
+        policy(port, "cpu-any").expect("policy")["current"]["actor"],
+        "token:admin"
+    );
+
+    // More grants than the running version: refused until confirmed.
+    write("grants = [\"metrics\"]\n");
+    let (ok, said) = deploy(&[]);
+    assert!(!ok, "{said}");
+    assert!(
+        said.contains("new grants: metrics") && said.contains("--allow-new-grants"),
+        "{said}"
+    );
+    assert_eq!(version(port, "cpu-any"), Some(1));
+    let (ok, said) = deploy(&["--allow-new-grants"]);
+    assert!(ok, "{said}");
+    assert_eq!(version(port, "cpu-any"), Some(2));
+
+    // A version failing its fixture is refused; the running one and the saved files stay.
+    write(
+        "grants = [\"metrics\"]\n[[fixture]]\nname = \"never true\"\n\
+         series = ['cpu_usage_percent{host=\"a\"} 10 10 10']\n\
+         expect = [{ labels = { host = \"a\" } }]\n",
+    );
+    let (ok, said) = deploy(&[]);
+    assert!(!ok, "{said}");
+    assert!(said.contains("never true"), "{said}");
+    assert_eq!(version(port, "cpu-any"), Some(2));
+    let kept = std::fs::read_to_string(policies.path().join("cpu-any.toml")).expect("kept");
+    assert!(!kept.contains("never true"), "{kept}");
+
+    // The deployed version is what the next start runs.
+    drop(running);
+    let _again = start(policies.path(), data.path(), port);
+    let p = wait_for("cpu-any after a restart", || policy(port, "cpu-any"));
+    assert_eq!(
+        p["current"]["grants"],
+        serde_json::json!(["metrics"]),
+        "{p}"
+    );
 }

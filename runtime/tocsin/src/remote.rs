@@ -1,0 +1,153 @@
+//! Talking to a running Tocsin over its API, for the commands that do (`tocsin check`,
+//! `tocsin rule deploy`): where it is, the token, timeouts, JSON in and out.
+
+use std::path::PathBuf;
+
+/// Where the API is and how to reach it.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Target {
+    /// Tocsin's address.
+    #[arg(long, default_value = "http://127.0.0.1:8080", env = "TOCSIN_URL")]
+    pub url: String,
+    /// An operator token (or `--token-file`).
+    #[arg(long, env = "TOCSIN_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// A file holding the token.
+    #[arg(long)]
+    pub token_file: Option<PathBuf>,
+    /// Give up after this many seconds (UNKNOWN).
+    #[arg(long, default_value_t = 10)]
+    pub timeout: u64,
+}
+
+impl Target {
+    /// GET `path_and_query`: the JSON body of a 200, else an error naming the status.
+    pub fn get(&self, path_and_query: &str) -> Result<serde_json::Value, String> {
+        let token = self.token()?;
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .timeout_global(Some(std::time::Duration::from_secs(self.timeout)))
+            .http_status_as_error(false)
+            .build()
+            .into();
+        let url = format!("{}{path_and_query}", self.url.trim_end_matches('/'));
+        let mut request = agent.get(&url);
+        if let Some(t) = token {
+            request = request.header("authorization", format!("Bearer {t}"));
+        }
+        let mut response = request.call().map_err(|e| format!("{url}: {e}"))?;
+        let status = response.status().as_u16();
+        let body: serde_json::Value = response
+            .body_mut()
+            .read_json()
+            .map_err(|e| format!("{url}: HTTP {status}, not JSON: {e}"))?;
+        if status != 200 {
+            let why = body["error"].as_str().unwrap_or("no reason given");
+            return Err(format!("{url}: HTTP {status}: {why}"));
+        }
+        Ok(body)
+    }
+}
+
+impl Target {
+    fn token(&self) -> Result<Option<String>, String> {
+        match (&self.token, &self.token_file) {
+            (Some(t), _) => Ok(Some(t.clone())),
+            (None, Some(f)) => Ok(Some(
+                std::fs::read_to_string(f)
+                    .map_err(|e| format!("reading {}: {e}", f.display()))?
+                    .trim()
+                    .to_string(),
+            )),
+            (None, None) => Ok(None),
+        }
+    }
+
+    /// POST JSON to `path`: the status and the JSON answer (null when there is none).
+    pub fn post_json(
+        &self,
+        path: &str,
+        body: &serde_json::Value,
+    ) -> Result<(u16, serde_json::Value), String> {
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .timeout_global(Some(std::time::Duration::from_secs(self.timeout)))
+            .http_status_as_error(false)
+            .build()
+            .into();
+        let url = format!("{}{path}", self.url.trim_end_matches('/'));
+        let mut request = agent.post(&url);
+        if let Some(t) = self.token()? {
+            request = request.header("authorization", format!("Bearer {t}"));
+        }
+        let mut response = request.send_json(body).map_err(|e| format!("{url}: {e}"))?;
+        let status = response.status().as_u16();
+        let answer = response
+            .body_mut()
+            .read_json()
+            .unwrap_or(serde_json::Value::Null);
+        Ok((status, answer))
+    }
+}
+
+/// Percent-encode a query parameter.
+pub fn encode(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// `tocsin rule deploy`: send a manifest and the component it names to a running Tocsin,
+/// which checks and deploys it like a file change. New grants need `allow_new_grants`.
+pub fn rule_deploy(
+    target: &Target,
+    manifest: &std::path::Path,
+    allow_new_grants: bool,
+) -> anyhow::Result<()> {
+    use base64::Engine as _;
+    let files = tocsin_policy::read_files(manifest)?;
+    let body = serde_json::json!({
+        "manifest": files.text,
+        "component_base64": base64::engine::general_purpose::STANDARD.encode(&files.component),
+        "allow_new_grants": allow_new_grants,
+    });
+    let (status, answer) = target
+        .post_json(&format!("/api/policies/{}", encode(&files.name)), &body)
+        .map_err(anyhow::Error::msg)?;
+    match status {
+        200 => {
+            let running = &answer["running"];
+            println!(
+                "deployed {} version {} (sha256 {})",
+                files.name, running["version"], running["sha256"]
+            );
+            Ok(())
+        }
+        409 => {
+            let list = |v: &serde_json::Value| {
+                v.as_array()
+                    .map(|a| {
+                        a.iter()
+                            .filter_map(|g| g.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    })
+                    .unwrap_or_default()
+            };
+            anyhow::bail!(
+                "{} asks for new grants: {} (running: {}); deploy again with --allow-new-grants to confirm",
+                files.name,
+                list(&answer["added_grants"]),
+                list(&answer["running_grants"])
+            )
+        }
+        _ => anyhow::bail!(
+            "{} refused (HTTP {status}): {}",
+            files.name,
+            answer["error"].as_str().unwrap_or("no reason given")
+        ),
+    }
+}
