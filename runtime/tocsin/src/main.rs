@@ -192,6 +192,25 @@ enum RuleCommand {
         #[arg(required = true)]
         manifests: Vec<PathBuf>,
     },
+    /// List the policies of a running Tocsin: version, state, grants, who deployed.
+    List {
+        #[command(flatten)]
+        target: remote::Target,
+    },
+    /// One policy of a running Tocsin: its versions, counters, last evaluation.
+    Status {
+        /// The policy.
+        name: String,
+        #[command(flatten)]
+        target: remote::Target,
+    },
+    /// Run a policy's previous version again.
+    Rollback {
+        /// The policy.
+        name: String,
+        #[command(flatten)]
+        target: remote::Target,
+    },
     /// Deploy a manifest and its component to a running Tocsin over the API (checked like
     /// a file change; written into its policy directory once it runs).
     Deploy {
@@ -325,6 +344,11 @@ fn main() -> ExitCode {
                 .map_err(anyhow::Error::from)
         }
         Command::Rule(RuleCommand::Test { manifests }) => rule_test(&manifests),
+        Command::Rule(RuleCommand::List { target }) => remote::rule_list(&target),
+        Command::Rule(RuleCommand::Status { name, target }) => remote::rule_status(&target, &name),
+        Command::Rule(RuleCommand::Rollback { name, target }) => {
+            remote::rule_rollback(&target, &name)
+        }
         Command::Rule(RuleCommand::Deploy {
             manifest,
             allow_new_grants,

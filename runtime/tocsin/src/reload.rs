@@ -161,7 +161,14 @@ impl Reloader {
                     self.refused.remove(&name);
                     report.deployed.push(name);
                 }
-                Err(e) => self.refuse(&name, fp, e, actor, &mut report),
+                Err(e) => {
+                    self.refuse(&name, fp, e, actor, &mut report);
+                    // Nothing runs yet (a start): run the recorded version instead, so a
+                    // refused file never leaves a policy down.
+                    if !self.running.contains_key(&name) {
+                        self.restore_recorded(&name, actor);
+                    }
+                }
             }
         }
         let gone: Vec<String> = self
@@ -351,6 +358,54 @@ impl Reloader {
             .map(|(n, (_, e))| format!("{n}: {e}"))
             .collect();
         self.state.set_guests(guests, errors);
+    }
+
+    /// Start the recorded current version of `name` from the store (component and
+    /// manifest as deployed), when there is one.
+    fn restore_recorded(&mut self, name: &str, actor: &str) {
+        let current = match self.store.current_policy_version(name) {
+            Ok(Some(v)) => v,
+            Ok(None) => return,
+            Err(e) => {
+                tracing::error!(policy = %name, error = %e, "reading the recorded version failed");
+                return;
+            }
+        };
+        let component = match self.store.component(&current.sha256) {
+            Ok(Some(c)) => c,
+            _ => {
+                tracing::error!(policy = %name, sha256 = %current.sha256, "the recorded component is not in the store");
+                return;
+            }
+        };
+        let files = PolicyFiles {
+            name: name.to_string(),
+            path: self.dir.join(format!("{name}.toml")),
+            text: current.manifest.clone(),
+            component,
+        };
+        let fp = fingerprint(&files);
+        // Its grants were confirmed when it was deployed.
+        let allow = std::mem::replace(&mut self.allow_new_grants, true);
+        let result = self.deploy(files, &fp, actor, false);
+        self.allow_new_grants = allow;
+        match result {
+            Ok(()) => {
+                tracing::warn!(policy = %name, version = current.version, "running the recorded version instead of the refused file");
+                self.audit(
+                    actor,
+                    "policy.restore",
+                    name,
+                    format!(
+                        "recorded version {} runs; the file was refused",
+                        current.version
+                    ),
+                );
+            }
+            Err(e) => {
+                tracing::error!(policy = %name, error = %e, "the recorded version does not load either");
+            }
+        }
     }
 
     /// Return `name` to its previous recorded version (loaded from the store, so the

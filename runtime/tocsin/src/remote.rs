@@ -151,3 +151,132 @@ pub fn rule_deploy(
         ),
     }
 }
+
+fn grants_of(v: &serde_json::Value) -> String {
+    v["grants"]
+        .as_array()
+        .map(|g| {
+            g.iter()
+                .filter_map(|x| x.as_str())
+                .collect::<Vec<_>>()
+                .join(",")
+        })
+        .filter(|g| !g.is_empty())
+        .unwrap_or_else(|| "-".into())
+}
+
+/// `tocsin rule list`: every policy of a running Tocsin with its version, grants and state,
+/// then the refused versions.
+pub fn rule_list(target: &Target) -> anyhow::Result<()> {
+    let answer = target.get("/api/policies").map_err(anyhow::Error::msg)?;
+    println!(
+        "{:<24} {:>7}  {:<12} {:<24} deployed by",
+        "POLICY", "VERSION", "STATE", "GRANTS"
+    );
+    for p in answer["policies"].as_array().into_iter().flatten() {
+        let current = &p["current"];
+        let state = if p["quarantined"] == true {
+            "quarantined"
+        } else {
+            "running"
+        };
+        println!(
+            "{:<24} {:>7}  {:<12} {:<24} {}",
+            p["name"].as_str().unwrap_or("?"),
+            current["version"]
+                .as_u64()
+                .map_or("-".into(), |v| v.to_string()),
+            state,
+            grants_of(current),
+            current["actor"].as_str().unwrap_or("-"),
+        );
+    }
+    for e in answer["errors"].as_array().into_iter().flatten() {
+        println!("refused: {}", e.as_str().unwrap_or(""));
+    }
+    Ok(())
+}
+
+/// `tocsin rule status NAME`: one policy's versions, counters and (for a rule) its last
+/// evaluation.
+pub fn rule_status(target: &Target, name: &str) -> anyhow::Result<()> {
+    let policies = target.get("/api/policies").map_err(anyhow::Error::msg)?;
+    let p = policies["policies"]
+        .as_array()
+        .and_then(|ps| ps.iter().find(|p| p["name"] == name))
+        .ok_or_else(|| anyhow::anyhow!("no policy named `{name}` runs there"))?;
+    println!(
+        "{name}: {}",
+        if p["quarantined"] == true {
+            "quarantined"
+        } else {
+            "running"
+        }
+    );
+    for v in p["versions"].as_array().into_iter().flatten() {
+        let mark = if v["version"] == p["current"]["version"] {
+            "*"
+        } else {
+            " "
+        };
+        println!(
+            " {mark} version {:<4} sha256 {} grants {} by {}",
+            v["version"],
+            v["sha256"]
+                .as_str()
+                .map(|s| &s[..s.len().min(12)])
+                .unwrap_or("?"),
+            grants_of(v),
+            v["actor"].as_str().unwrap_or("-")
+        );
+    }
+    let guest = target
+        .get(&format!("/api/guests/{}", encode(name)))
+        .map_err(anyhow::Error::msg)?;
+    let s = &guest["stats"];
+    println!(
+        "calls {} ok {} deadline {} memory {} output {} trap {} failed {} (memory high-water {} bytes)",
+        s["calls"],
+        s["ok"],
+        s["deadline"],
+        s["memory"],
+        s["output"],
+        s["trap"],
+        s["failed"],
+        s["memory_high_water"]
+    );
+    if let Some(e) = s["last_error"].as_str() {
+        println!("last error: {e}");
+    }
+    // Rules have an evaluation to show; for other kinds this is a 404, and nothing to say.
+    if let Ok(rule) = target.get(&format!("/api/rules/{}", encode(name))) {
+        let eval = &rule["last_evaluation"];
+        if !eval.is_null() {
+            println!(
+                "last evaluation at {} ms: {} input series, {} events",
+                eval["at_ms"],
+                eval["input_series"],
+                eval["events"].as_array().map_or(0, Vec::len)
+            );
+        }
+    }
+    Ok(())
+}
+
+/// `tocsin rule rollback NAME`: run the previous version again.
+pub fn rule_rollback(target: &Target, name: &str) -> anyhow::Result<()> {
+    let (status, answer) = target
+        .post_json(
+            &format!("/api/policies/{}/rollback", encode(name)),
+            &serde_json::Value::Null,
+        )
+        .map_err(anyhow::Error::msg)?;
+    if status != 200 {
+        anyhow::bail!(
+            "rollback of {name} refused (HTTP {status}): {}",
+            answer["error"].as_str().unwrap_or("no reason given")
+        );
+    }
+    println!("{name} runs version {} again", answer["running"]["version"]);
+    Ok(())
+}

@@ -313,13 +313,43 @@ fn rule_deploy_sends_a_version_over_the_api_with_the_permission_diff() {
     let kept = std::fs::read_to_string(policies.path().join("cpu-any.toml")).expect("kept");
     assert!(!kept.contains("never true"), "{kept}");
 
-    // The deployed version is what the next start runs.
+    // list, status and rollback over the API.
+    let cli = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_tocsin"))
+            .args(args)
+            .args(["--url", &format!("http://127.0.0.1:{port}")])
+            .arg("--token-file")
+            .arg(&token)
+            .output()
+            .expect("tocsin rule");
+        assert!(out.status.success(), "{args:?}: {out:?}");
+        String::from_utf8_lossy(&out.stdout).to_string()
+    };
+    let list = cli(&["rule", "list"]);
+    assert!(
+        list.lines()
+            .any(|l| l.starts_with("cpu-any") && l.contains(" 2 ") && l.contains("metrics")),
+        "{list}"
+    );
+    let status = cli(&["rule", "status", "cpu-any"]);
+    assert!(
+        status.contains("* version 2") && status.contains("  version 1"),
+        "{status}"
+    );
+    assert!(status.contains("calls "), "{status}");
+    let back = cli(&["rule", "rollback", "cpu-any"]);
+    assert!(back.contains("cpu-any runs version 1 again"), "{back}");
+    assert_eq!(version(port, "cpu-any"), Some(1));
+
+    // After a restart the files on disk (version 2) ask for grants the recorded current
+    // version (1, rolled back to) lacks: refused, and version 1 runs from the store
+    // instead of nothing.
     drop(running);
     let _again = start(policies.path(), data.path(), port);
     let p = wait_for("cpu-any after a restart", || policy(port, "cpu-any"));
-    assert_eq!(
-        p["current"]["grants"],
-        serde_json::json!(["metrics"]),
-        "{p}"
-    );
+    assert_eq!(p["current"]["version"], 1, "{p}");
+    let (_, guests) = get(port, "/api/guests/cpu-any").expect("guest");
+    assert_eq!(guests["grants"], serde_json::json!([]), "{guests}");
+    let (_, audit) = get(port, "/api/audit").expect("audit");
+    assert!(audit.to_string().contains("policy.restore"), "{audit}");
 }
