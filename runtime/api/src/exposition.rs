@@ -41,6 +41,19 @@ fn number(v: f64) -> String {
 /// One sample: its labels and value.
 pub type Point = (Vec<(String, String)>, f64);
 
+/// One histogram series: labels, cumulative buckets `(upper bound, count)`, sum, count.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Histogram {
+    /// Labels.
+    pub labels: Vec<(String, String)>,
+    /// Cumulative buckets, ascending bounds, without `+Inf`.
+    pub buckets: Vec<(f64, u64)>,
+    /// Sum of the observations.
+    pub sum: f64,
+    /// Number of observations.
+    pub count: u64,
+}
+
 /// A page of metric families being written.
 #[derive(Debug, Default)]
 pub struct Exposition {
@@ -75,6 +88,49 @@ impl Exposition {
                 format!("{{{}}}", labels.join(","))
             };
             let _ = writeln!(self.out, "{name}{labels} {}", number(value));
+        }
+    }
+
+    /// Write histogram `name`: per label set, cumulative `(upper bound, count)` buckets
+    /// (`+Inf` is added from `count`), the sum and the count.
+    pub fn histogram(&mut self, name: &str, help: &str, series: Vec<Histogram>) {
+        if !valid_name(name, false) || !self.names.insert(name.to_string()) {
+            self.skipped += series.len() as u64;
+            return;
+        }
+        let _ = writeln!(self.out, "# HELP {name} {}", escape_help(help));
+        let _ = writeln!(self.out, "# TYPE {name} histogram");
+        for h in series {
+            let labels: Vec<String> = h
+                .labels
+                .iter()
+                .map(|(k, v)| format!("{k}=\"{}\"", escape_label(v)))
+                .collect();
+            let with = |extra: String| {
+                let mut all = labels.clone();
+                all.push(extra);
+                format!("{{{}}}", all.join(","))
+            };
+            let plain = if labels.is_empty() {
+                String::new()
+            } else {
+                format!("{{{}}}", labels.join(","))
+            };
+            for (le, n) in &h.buckets {
+                let _ = writeln!(
+                    self.out,
+                    "{name}_bucket{} {n}",
+                    with(format!("le=\"{}\"", number(*le)))
+                );
+            }
+            let _ = writeln!(
+                self.out,
+                "{name}_bucket{} {}",
+                with("le=\"+Inf\"".into()),
+                h.count
+            );
+            let _ = writeln!(self.out, "{name}_sum{plain} {}", number(h.sum));
+            let _ = writeln!(self.out, "{name}_count{plain} {}", h.count);
         }
     }
 
@@ -115,6 +171,29 @@ mod tests {
             "# HELP up_total a\\\\b\\nc\n# TYPE up_total counter\n\
              up_total{path=\"C:\\\\x \\\"q\\\"\\nz\"} 1\nup_total NaN\n\
              # HELP inf inf\n# TYPE inf gauge\ninf -Inf\n"
+        );
+    }
+
+    #[test]
+    fn histograms_have_cumulative_buckets_inf_sum_and_count() {
+        let mut e = Exposition::default();
+        e.histogram(
+            "call_seconds",
+            "calls",
+            vec![Histogram {
+                labels: vec![("policy".into(), "a".into())],
+                buckets: vec![(0.001, 2), (0.01, 3)],
+                sum: 0.0125,
+                count: 4,
+            }],
+        );
+        assert_eq!(
+            e.finish(),
+            "# HELP call_seconds calls\n# TYPE call_seconds histogram\n\
+             call_seconds_bucket{policy=\"a\",le=\"0.001\"} 2\n\
+             call_seconds_bucket{policy=\"a\",le=\"0.01\"} 3\n\
+             call_seconds_bucket{policy=\"a\",le=\"+Inf\"} 4\n\
+             call_seconds_sum{policy=\"a\"} 0.0125\ncall_seconds_count{policy=\"a\"} 4\n"
         );
     }
 

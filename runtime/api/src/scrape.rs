@@ -131,6 +131,7 @@ fn guests(e: &mut Exposition, state: &AppState) {
     let mut loaded: BTreeMap<String, f64> = BTreeMap::new();
     let (mut calls, mut faults, mut failed, mut busy, mut memory, mut quarantined) =
         (vec![], vec![], vec![], vec![], vec![], vec![]);
+    let mut durations = Vec::new();
     for g in &guests {
         let kind = g.kind().to_string();
         *loaded.entry(kind.clone()).or_default() += 1.0;
@@ -148,6 +149,16 @@ fn guests(e: &mut Exposition, state: &AppState) {
             faults.push((l, n as f64));
         }
         failed.push((base.clone(), s.failed as f64));
+        durations.push(crate::exposition::Histogram {
+            labels: base.clone(),
+            buckets: tocsin_engine::CALL_BUCKETS_US
+                .iter()
+                .zip(s.call_buckets)
+                .map(|(us, n)| (*us as f64 / 1e6, n))
+                .collect(),
+            sum: s.busy_us as f64 / 1e6,
+            count: s.calls,
+        });
         busy.push((base.clone(), s.busy_us as f64 / 1e6));
         memory.push((base.clone(), s.memory_high_water as f64));
         let q = state.board().is_quarantined(g.name());
@@ -179,6 +190,11 @@ fn guests(e: &mut Exposition, state: &AppState) {
         "counter",
         "Guest calls that returned the guest's own error",
         failed,
+    );
+    e.histogram(
+        "tocsin_guest_call_duration_seconds",
+        "How long guest calls take",
+        durations,
     );
     e.family(
         "tocsin_guest_busy_seconds_total",

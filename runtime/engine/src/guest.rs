@@ -71,6 +71,11 @@ enum Bindings {
     Ingest(ingest::Ingest),
 }
 
+/// Upper bounds (µs) of the call-duration histogram: 50 µs to 1 s.
+pub const CALL_BUCKETS_US: [u64; 10] = [
+    50, 100, 250, 500, 1_000, 5_000, 10_000, 50_000, 250_000, 1_000_000,
+];
+
 /// Counters of one guest, across all its instances.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct GuestStats {
@@ -96,6 +101,10 @@ pub struct GuestStats {
     pub memory_high_water: usize,
     /// Total time in calls, in microseconds.
     pub busy_us: u64,
+    /// Calls by duration: `call_buckets[i]` counts calls that took at most
+    /// [`CALL_BUCKETS_US`]`[i]` µs (cumulative, as Prometheus histograms are); calls
+    /// slower than the last bound count only in `calls`.
+    pub call_buckets: [u64; CALL_BUCKETS_US.len()],
     /// The last error, as text.
     pub last_error: Option<String>,
 }
@@ -327,7 +336,13 @@ impl GuestInstance {
         }
         self.record(|s| {
             s.calls += 1;
-            s.busy_us += u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX);
+            let took = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX);
+            s.busy_us = s.busy_us.saturating_add(took);
+            for (bucket, bound) in s.call_buckets.iter_mut().zip(CALL_BUCKETS_US) {
+                if took <= bound {
+                    *bucket += 1;
+                }
+            }
             s.memory_high_water = s.memory_high_water.max(high_water);
             match &result {
                 Ok(_) => {

@@ -31,7 +31,7 @@ pub use cache::{CacheOutcome, CompileCache, sha256_hex};
 pub use engine::{Engine, EngineConfig};
 pub use error::{CallError, LoadError};
 pub use grants::{Grants, check_imports};
-pub use guest::{Guest, GuestInstance, GuestKind, GuestStats};
+pub use guest::{CALL_BUCKETS_US, Guest, GuestInstance, GuestKind, GuestStats};
 pub use limits::Budgets;
 pub use tocsin_bindings::types;
 pub use tocsin_capabilities::{Capability, Providers};

@@ -160,6 +160,12 @@ fn prometheus_scrapes_metrics_with_a_token() {
         page.contains("tocsin_guests_loaded{kind=\"collector\"} 1"),
         "{page}"
     );
+    assert!(
+        page.contains(
+            "tocsin_guest_call_duration_seconds_bucket{policy=\"host-basics\",kind=\"collector\",le=\"+Inf\"} "
+        ),
+        "{page}"
+    );
     let mut check = Command::new("promtool")
         .args(["check", "metrics"])
         .stdin(Stdio::piped())
