@@ -371,25 +371,7 @@ impl Reloader {
                 return;
             }
         };
-        let component = match self.store.component(&current.sha256) {
-            Ok(Some(c)) => c,
-            _ => {
-                tracing::error!(policy = %name, sha256 = %current.sha256, "the recorded component is not in the store");
-                return;
-            }
-        };
-        let files = PolicyFiles {
-            name: name.to_string(),
-            path: self.dir.join(format!("{name}.toml")),
-            text: current.manifest.clone(),
-            component,
-        };
-        let fp = fingerprint(&files);
-        // Its grants were confirmed when it was deployed.
-        let allow = std::mem::replace(&mut self.allow_new_grants, true);
-        let result = self.deploy(files, &fp, actor, false);
-        self.allow_new_grants = allow;
-        match result {
+        match self.deploy_recorded(&current, actor) {
             Ok(()) => {
                 tracing::warn!(policy = %name, version = current.version, "running the recorded version instead of the refused file");
                 self.audit(
@@ -406,6 +388,38 @@ impl Reloader {
                 tracing::error!(policy = %name, error = %e, "the recorded version does not load either");
             }
         }
+    }
+
+    /// Deploy a version whose grants were already answered for (a recorded version, a
+    /// confirmed upload).
+    fn deploy_confirmed(
+        &mut self,
+        files: PolicyFiles,
+        fp: &str,
+        actor: &str,
+        record: bool,
+    ) -> Result<(), String> {
+        let allow = std::mem::replace(&mut self.allow_new_grants, true);
+        let result = self.deploy(files, fp, actor, record);
+        self.allow_new_grants = allow;
+        result
+    }
+
+    /// Start recorded version `v` again, from the manifest and component in the store.
+    fn deploy_recorded(&mut self, v: &PolicyVersion, actor: &str) -> Result<(), String> {
+        let component = self
+            .store
+            .component(&v.sha256)
+            .map_err(|e| e.to_string())?
+            .ok_or_else(|| format!("component {} is not in the store", v.sha256))?;
+        let files = PolicyFiles {
+            name: v.policy.clone(),
+            path: self.dir.join(format!("{}.toml", v.policy)),
+            text: v.manifest.clone(),
+            component,
+        };
+        let fp = fingerprint(&files);
+        self.deploy_confirmed(files, &fp, actor, false)
     }
 
     /// Return `name` to its previous recorded version (loaded from the store, so the
@@ -427,23 +441,8 @@ impl Reloader {
             .find(|v| v.version < current.version)
             .ok_or_else(|| format!("policy `{name}` has no version before {}", current.version))?
             .clone();
-        let component = self
-            .store
-            .component(&previous.sha256)
-            .map_err(|e| e.to_string())?
-            .ok_or_else(|| format!("component {} is not in the store", previous.sha256))?;
-        let files = PolicyFiles {
-            name: name.to_string(),
-            path: self.dir.join(format!("{name}.toml")),
-            text: previous.manifest.clone(),
-            component,
-        };
-        let fp = fingerprint(&files);
-        // Grants of an older version are not new: allow them for the rollback.
-        let allow = std::mem::replace(&mut self.allow_new_grants, true);
-        let result = self.deploy(files, &fp, actor, false);
-        self.allow_new_grants = allow;
-        result?;
+        // Grants of an older version are not new: allowed for the rollback.
+        self.deploy_recorded(&previous, actor)?;
         let back = self
             .store
             .set_current_policy_version(name, previous.version)
@@ -556,10 +555,7 @@ impl Reloader {
         let unchanged = self.running.get(name).is_some_and(|r| r.fingerprint == fp);
         if !unchanged {
             // The grant diff was answered above: the deploy itself may add them.
-            let allow = std::mem::replace(&mut self.allow_new_grants, true);
-            let result = self.deploy(files.clone(), &fp, actor, true);
-            self.allow_new_grants = allow;
-            if let Err(e) = result {
+            if let Err(e) = self.deploy_confirmed(files.clone(), &fp, actor, true) {
                 self.audit(actor, "policy.refused", name, e.clone());
                 return Err(R::Invalid(e));
             }

@@ -132,15 +132,6 @@ fn the_real_binary_guards_its_api_with_tokens() {
     );
 }
 
-struct Killed(std::process::Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 #[test]
 fn prometheus_scrapes_metrics_with_a_token() {
     let policies = tempfile::tempdir().expect("tempdir");

@@ -197,3 +197,13 @@ pub fn self_signed(dir: &Path) -> (PathBuf, PathBuf) {
     assert!(made.success());
     (cert, key)
 }
+
+/// A child process killed (and reaped) when dropped: the servers tests start.
+pub struct Killed(pub Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
