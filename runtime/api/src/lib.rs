@@ -13,6 +13,7 @@ pub mod grafana;
 mod guests;
 mod ingest;
 mod login;
+mod logs;
 mod metrics;
 mod notify;
 mod openapi;

@@ -103,7 +103,7 @@ impl Endpoint {
 /// configuration says scrapers come without a token).
 #[rustfmt::skip]
 pub fn endpoints(metrics: Need) -> Vec<Endpoint> {
-    use crate::{access, alerts, guests, ingest, login, notify, openapi, policies, prom_api, scrape};
+    use crate::{access, alerts, guests, ingest, login, logs, notify, openapi, policies, prom_api, scrape};
     use Method as M;
     use Need::{Admin, Client, Operator, Page, Public};
     vec![
@@ -124,6 +124,8 @@ pub fn endpoints(metrics: Need) -> Vec<Endpoint> {
         at(M::POST, "/api/metrics", Client, "A JSON batch of samples (a client token's samples get its client label)", post(ingest::json_batch)),
         at(M::POST, "/api/v1/write", Client, "Prometheus remote_write into Tocsin (a client token's samples get its client label)", post(ingest::remote_write))
             .io(Input::Protobuf, Output::Empty),
+        at(M::GET, "/api/logs", Operator, "Log records, newest first", get(logs::list)).query(&["source", "level", "since", "limit"]),
+        at(M::GET, "/api/logs/summary", Operator, "Log records per source and level over the last hours", get(logs::summary)).query(&["hours"]),
         at(M::GET, "/api/alerts", Operator, "Alert records", get(alerts::list)).query(&["phase", "rule"]),
         at(M::GET, "/api/alerts/history", Operator, "Alert changes, newest first", get(alerts::history)).query(&["rule", "since", "limit"]),
         at(M::GET, "/api/rules", Operator, "Each rule's newest evaluation", get(alerts::rules)),

@@ -1055,3 +1055,57 @@ async fn clients_ingest_only_under_their_own_id() {
             .is_some_and(|e| e.contains("snappy"))
     );
 }
+
+#[tokio::test]
+async fn logs_are_listed_by_source_and_level_and_counted() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store =
+        std::sync::Arc::new(tocsin_store::Store::open(&dir.path().join("db")).expect("store"));
+    let now = crate::metrics::now_ms();
+    let record = |source: &str, level, ts_ms, message: &str| tocsin_store::LogRecord {
+        source: source.into(),
+        level,
+        ts_ms,
+        message: message.into(),
+        fields: vec![("unit".into(), "nginx".into())],
+    };
+    use tocsin_store::Level;
+    store
+        .append_logs(&[
+            record("journal", Level::Info, now - 3000, "started"),
+            record("journal", Level::Error, now - 2000, "disk failed"),
+            record("/var/log/app.log", Level::Warn, now - 1000, "slow"),
+        ])
+        .expect("append");
+    let app = app(AppState::with_store(store));
+    let (status, body) = get_json(app.clone(), "/api/logs?level=warn").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let messages: Vec<&str> = body["logs"]
+        .as_array()
+        .expect("logs")
+        .iter()
+        .filter_map(|l| l["message"].as_str())
+        .collect();
+    assert_eq!(
+        messages,
+        ["slow", "disk failed"],
+        "newest first, warn and above"
+    );
+    assert_eq!(body["logs"][1]["fields"]["unit"], "nginx");
+    let (_, body) = get_json(app.clone(), "/api/logs?source=journal&limit=1").await;
+    assert_eq!(body["logs"][0]["message"], "disk failed");
+    let (_, body) = get_json(app.clone(), "/api/logs/summary?hours=2").await;
+    let journal = body["sources"]
+        .as_array()
+        .expect("sources")
+        .iter()
+        .find(|s| s["source"] == "journal")
+        .cloned()
+        .expect("journal");
+    assert_eq!(
+        journal["counts"],
+        json!({"debug": 0, "info": 1, "warn": 0, "error": 1})
+    );
+    let (status, _) = get_json(app, "/api/logs?level=loud").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+}
