@@ -5,6 +5,8 @@
 //! - `bench`        build guests, run every benchmark in release, write target/bench.json
 //! - `guests`       add the wasm targets if missing and build the guests workspace
 
+mod manifest_doc;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
@@ -33,8 +35,14 @@ fn main() -> anyhow::Result<()> {
         "test" => test(&root, &rest),
         "bench" => bench(&root),
         "fuzz" => fuzz(&root, &rest),
+        "docs" => {
+            let text = manifest_doc::render(&root)?;
+            std::fs::write(root.join("docs/manifest.md"), text)?;
+            eprintln!("xtask: wrote docs/manifest.md");
+            Ok(())
+        }
         other => bail!(
-            "unknown task `{other}`\nusage: cargo xtask <run [ARGS] | test [FILTER] | bench | guests | fuzz [SECONDS] [TARGET..]>"
+            "unknown task `{other}`\nusage: cargo xtask <run [ARGS] | test [FILTER] | bench | guests | fuzz [SECONDS] [TARGET..] | docs>"
         ),
     }
 }

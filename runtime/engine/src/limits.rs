@@ -8,15 +8,15 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Budgets {
-    /// Wall-clock budget of one call, in milliseconds.
+    /// Wall-clock budget of one call, in milliseconds (default 100).
     pub deadline_ms: u64,
-    /// Linear memory cap across the guest's memories, in MiB.
+    /// Linear memory cap across the guest's memories, in MiB (default 64).
     pub memory_mib: u64,
-    /// Cap on the size of what one call returns, in KiB.
+    /// Cap on the size of what one call returns, in KiB (default 1024).
     pub output_kib: u64,
-    /// Cap on table elements per table.
+    /// Cap on table elements per table (default 20000).
     pub table_elements: usize,
-    /// Cap on core instances (a Rust component has a handful).
+    /// Cap on core instances (a Rust component has a handful; default 32).
     pub instances: usize,
 }
 

@@ -26,7 +26,7 @@ fn default_step() -> Duration {
 pub struct Fixture {
     /// What it shows, e.g. `"fires above 90 %"`.
     pub name: String,
-    /// Time between points of `series`.
+    /// Time between points of `series` (default `"15s"`).
     #[serde(default = "default_step", with = "humantime_serde")]
     pub step: Duration,
     /// Input series in promtool notation (see the module docs).

@@ -20,7 +20,7 @@ pub struct Manifest {
     /// refused.
     #[serde(default)]
     pub sha256: Option<String>,
-    /// How often it runs, e.g. `"15s"` (collectors, scorers, alert rules).
+    /// How often it runs (collectors, scorers, alert rules; default `"15s"`).
     #[serde(default = "default_interval", with = "humantime_serde")]
     pub interval: Duration,
     /// Capabilities granted: any of `sensors`, `metrics`, `logs`, `kv`, `mqtt`, `pipes`,
@@ -68,7 +68,8 @@ pub enum Mode {
 #[serde(deny_unknown_fields, default)]
 pub struct FailureSection {
     /// Quarantine the guest (stop calling it) after this many faults in a row — traps,
-    /// deadlines, memory or output caps; its own error values do not count. 0: never.
+    /// deadlines, memory or output caps; its own error values do not count. 0: never
+    /// (default 5).
     /// A new version of the policy lifts the quarantine.
     pub quarantine_after: u32,
 }
@@ -93,7 +94,7 @@ pub struct InputSection {
     /// `["cpu_usage_percent", "disk_free_bytes{mount=\"/\"}"]`. For a rule with selectors
     /// set and none matching, the rule is in `no_data`.
     pub select: Vec<String>,
-    /// How far back each evaluation reads, e.g. `"5m"`.
+    /// How far back each evaluation reads (default `"5m"`).
     #[serde(with = "humantime_serde")]
     pub lookback: Duration,
 }
@@ -111,10 +112,11 @@ impl Default for InputSection {
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RuleSection {
-    /// How long a condition must hold before the alert fires (pending until then).
+    /// How long a condition must hold before the alert fires (pending until then;
+    /// default 0: at once).
     #[serde(rename = "for", with = "humantime_serde")]
     pub for_: Duration,
-    /// How long an alert keeps firing after its condition stopped holding.
+    /// How long an alert keeps firing after its condition stopped holding (default 0).
     #[serde(with = "humantime_serde")]
     pub keep_firing_for: Duration,
     /// Labels added to every alert of this rule (for routing: `team`, `service`, ...).
