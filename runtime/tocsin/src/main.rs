@@ -9,6 +9,7 @@ mod exporters;
 mod notify_cli;
 mod reload;
 mod remote;
+mod rule_new;
 mod run;
 mod tls;
 
@@ -192,6 +193,26 @@ enum RuleCommand {
         #[arg(required = true)]
         manifests: Vec<PathBuf>,
     },
+    /// Scaffold an alert rule in a Tocsin checkout: a guest crate in `guests/alerts/NAME`
+    /// (added to the guests workspace) and `policies/NAME.toml` with fixtures.
+    New {
+        /// The rule's name (lower-case letters, digits, `-`).
+        name: String,
+        /// Only `rust` today (Python and JavaScript rules are built with their own tools).
+        #[arg(long, default_value = "rust", value_parser = ["rust"])]
+        lang: String,
+        /// The checkout's root.
+        #[arg(long, default_value = ".")]
+        root: PathBuf,
+    },
+    /// Build a rule's guest crate to `guests/target/wasm32-wasip2/release/NAME.wasm`.
+    Build {
+        /// The rule's name.
+        name: String,
+        /// The checkout's root.
+        #[arg(long, default_value = ".")]
+        root: PathBuf,
+    },
     /// List the policies of a running Tocsin: version, state, grants, who deployed.
     List {
         #[command(flatten)]
@@ -344,6 +365,12 @@ fn main() -> ExitCode {
                 .map_err(anyhow::Error::from)
         }
         Command::Rule(RuleCommand::Test { manifests }) => rule_test(&manifests),
+        Command::Rule(RuleCommand::New {
+            name,
+            lang: _,
+            root,
+        }) => rule_new::new_rule(&root, &name),
+        Command::Rule(RuleCommand::Build { name, root }) => rule_new::build_rule(&root, &name),
         Command::Rule(RuleCommand::List { target }) => remote::rule_list(&target),
         Command::Rule(RuleCommand::Status { name, target }) => remote::rule_status(&target, &name),
         Command::Rule(RuleCommand::Rollback { name, target }) => {

@@ -353,3 +353,81 @@ fn rule_deploy_sends_a_version_over_the_api_with_the_permission_diff() {
     let (_, audit) = get(port, "/api/audit").expect("audit");
     assert!(audit.to_string().contains("policy.restore"), "{audit}");
 }
+
+/// A throwaway checkout: `wit/`, the guest SDK and the guests' target directory shared
+/// with the real one (so nothing is compiled twice), a guests workspace with only the SDK.
+fn scratch_checkout(root: &Path) {
+    let repo = repo();
+    let link = |from: &Path, to: &Path| std::os::unix::fs::symlink(from, to).expect("symlink");
+    std::fs::create_dir_all(root.join("guests")).expect("guests");
+    link(&repo.join("wit"), &root.join("wit"));
+    for dir in ["sdk", "sdk-macros", "target"] {
+        link(
+            &repo.join("guests").join(dir),
+            &root.join("guests").join(dir),
+        );
+    }
+    let workspace = std::fs::read_to_string(repo.join("guests/Cargo.toml")).expect("workspace");
+    let start = workspace.find("members = [").expect("members");
+    let end = start + workspace[start..].find("\n]").expect("end of members") + 2;
+    let only_sdk = format!(
+        "{}members = [\n    \"sdk\",\n    \"sdk-macros\",\n]{}",
+        &workspace[..start],
+        &workspace[end..]
+    );
+    std::fs::write(root.join("guests/Cargo.toml"), only_sdk).expect("write");
+    std::fs::copy(
+        repo.join("guests/Cargo.lock"),
+        root.join("guests/Cargo.lock"),
+    )
+    .expect("lock");
+}
+
+#[test]
+fn rule_new_build_test_and_deploy_a_rust_rule() {
+    let (checkout, data, empty) = (
+        tempfile::tempdir().expect("tempdir"),
+        tempfile::tempdir().expect("tempdir"),
+        tempfile::tempdir().expect("tempdir"),
+    );
+    scratch_checkout(checkout.path());
+    let root = checkout.path().display().to_string();
+    let tocsin = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_tocsin"))
+            .args(args)
+            .output()
+            .expect("tocsin");
+        let said = String::from_utf8_lossy(&out.stdout).to_string()
+            + &String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{args:?}: {said}");
+        said
+    };
+    tocsin(&["rule", "new", "e2e-load", "--root", &root]);
+    let said = tocsin(&["rule", "build", "e2e-load", "--root", &root]);
+    assert!(
+        said.contains("e2e_load.wasm") && said.contains("sha256"),
+        "{said}"
+    );
+    let manifest = checkout.path().join("policies/e2e-load.toml");
+    let said = tocsin(&["rule", "test", &manifest.display().to_string()]);
+    assert!(
+        said.contains("ok   e2e-load: fires above 4")
+            && said.contains("ok   e2e-load: quiet below 4"),
+        "{said}"
+    );
+    let port = free_port();
+    let _running = start(empty.path(), data.path(), port);
+    wait_for("/healthz", || get(port, "/healthz"));
+    let token = data.path().join("admin.token").display().to_string();
+    let said = tocsin(&[
+        "rule",
+        "deploy",
+        &manifest.display().to_string(),
+        "--url",
+        &format!("http://127.0.0.1:{port}"),
+        "--token-file",
+        &token,
+    ]);
+    assert!(said.contains("deployed e2e-load version 1"), "{said}");
+    assert_eq!(version(port, "e2e-load"), Some(1));
+}
