@@ -17,6 +17,6 @@ pub mod scoring;
 pub use lifecycle::{Condition, Event, EventKind, Outcome, RULE_KEY, Timing};
 pub use router::{AlertView, Router, TickReport, deliver_log_channel};
 pub use routing::{Receiver, RoutingConfig, Secret, WEBHOOK_FORMATS};
-pub use rule::{Evaluation, InputSeries, Rule, SHOWN_INPUT};
+pub use rule::{Evaluation, InputSeries, MAX_BACKTEST_STEPS, Rule, SHOWN_INPUT};
 pub use scheduler::{Board, Command, Control, spawn};
 pub use scoring::{ScoreRound, ScoreSummary, Scorer};

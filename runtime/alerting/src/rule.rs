@@ -8,7 +8,7 @@ use std::time::Instant;
 use tocsin_engine::types::{Context, Severity, Signal};
 use tocsin_engine::{GuestInstance, GuestStats};
 use tocsin_policy::LoadedPolicy;
-use tocsin_store::{AlertPhase, Store, StoreError};
+use tocsin_store::{AlertPhase, AlertRecord, Store, StoreError};
 
 use crate::input::ms;
 use crate::lifecycle::{self, Condition, Event, Outcome, Timing};
@@ -51,6 +51,9 @@ pub struct Evaluation {
 }
 
 /// An alert rule ready to evaluate.
+/// Most evaluations one backtest makes.
+pub const MAX_BACKTEST_STEPS: u64 = 20_000;
+
 pub struct Rule {
     name: String,
     select: Vec<String>,
@@ -129,11 +132,15 @@ impl Rule {
         self.instance.guest().stats()
     }
 
-    /// Evaluate at `now`: the store's records of this rule move one lifecycle step.
-    pub fn evaluate(&mut self, store: &Store, now: i64) -> Result<Evaluation, StoreError> {
-        let started = Instant::now();
+    /// Call the guest at `now` with the input the store holds then and the alerts active in
+    /// `prev`: the input and what it means.
+    fn judge(
+        &mut self,
+        store: &Store,
+        now: i64,
+        prev: &[AlertRecord],
+    ) -> Result<(Vec<tocsin_engine::types::Series>, Outcome, u64), StoreError> {
         let input = crate::input::gather(store, &self.select, self.lookback_ms, now)?;
-        let prev = store.alerts_of(&self.name)?;
         let active: Vec<Vec<(String, String)>> = prev
             .iter()
             .filter(|r| matches!(r.phase, AlertPhase::Pending | AlertPhase::Firing))
@@ -159,6 +166,48 @@ impl Rule {
             Ok(signals) => Outcome::Conditions(signals.into_iter().map(condition).collect()),
             Err(e) => Outcome::Error(e.to_string()),
         };
+        Ok((input, outcome, guest_us))
+    }
+
+    /// Replay history: evaluate at `from, from + step, .. <= to` against what the store
+    /// held then, alert state carried in memory from nothing (nothing is written): the
+    /// changes the rule would have made, oldest first. At most [`MAX_BACKTEST_STEPS`].
+    pub fn backtest(
+        &mut self,
+        store: &Store,
+        from: i64,
+        to: i64,
+        step: i64,
+    ) -> Result<Vec<(i64, Event)>, StoreError> {
+        if step <= 0 || to < from {
+            return Err(StoreError::Query("need step > 0 and from <= to".into()));
+        }
+        let steps = (i128::from(to) - i128::from(from)) / i128::from(step) + 1;
+        if steps > i128::from(MAX_BACKTEST_STEPS) {
+            return Err(StoreError::Query(format!(
+                "{steps} evaluations, at most {MAX_BACKTEST_STEPS}: use a larger step"
+            )));
+        }
+        let mut state: Vec<AlertRecord> = Vec::new();
+        let mut out = Vec::new();
+        for now in tocsin_store::query::step_times(from, to, step) {
+            let (_, outcome, _) = self.judge(store, now, &state)?;
+            let change = lifecycle::step(&self.name, &state, &outcome, now, self.timing);
+            state.retain(|r| !change.delete.contains(&r.key));
+            for put in change.put {
+                state.retain(|r| r.key != put.key);
+                state.push(put);
+            }
+            out.extend(change.events.into_iter().map(|e| (now, e)));
+        }
+        Ok(out)
+    }
+
+    /// Evaluate at `now`: the store's records of this rule move one lifecycle step.
+    pub fn evaluate(&mut self, store: &Store, now: i64) -> Result<Evaluation, StoreError> {
+        let started = Instant::now();
+        let prev = store.alerts_of(&self.name)?;
+        let (input, outcome, guest_us) = self.judge(store, now, &prev)?;
         let step = lifecycle::step(&self.name, &prev, &outcome, now, self.timing);
         let delete: Vec<(&str, &str)> = step
             .delete

@@ -134,3 +134,55 @@ pub async fn deploy(
         Err(crate::DeployRefusal::Invalid(e)) => Err(AppError::bad_request(e).into_response()),
     }
 }
+
+/// Body of `POST /api/rules/{name}/backtest`.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Backtest {
+    /// Start (ms).
+    from_ms: i64,
+    /// End (ms); default now.
+    to_ms: Option<i64>,
+    /// Between evaluations (ms); default 15 000.
+    step_ms: Option<i64>,
+}
+
+/// `POST /api/rules/{name}/backtest`: when the running version of a rule would have gone
+/// pending, fired and resolved over stored history (nothing is written or notified).
+pub async fn backtest(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    body: Result<Json<Backtest>, axum::extract::rejection::JsonRejection>,
+) -> Result<Json<Value>, AppError> {
+    let Json(b) = body.map_err(AppError::from)?;
+    let admin = state
+        .admin()
+        .ok_or_else(|| AppError::unavailable("this process does not manage policies"))?;
+    let to = b.to_ms.unwrap_or_else(crate::metrics::now_ms);
+    let step = b.step_ms.unwrap_or(15_000);
+    let events = tokio::task::spawn_blocking(move || admin.backtest(&name, b.from_ms, to, step))
+        .await
+        .map_err(|e| AppError::internal(format!("backtest task failed: {e}")))?
+        .map_err(AppError::bad_request)?;
+    let out: Vec<Value> = events
+        .iter()
+        .map(|(at, e)| {
+            let summary = e
+                .alert
+                .annotations
+                .iter()
+                .find(|(k, _)| k == "summary")
+                .map(|(_, v)| v.as_str())
+                .unwrap_or("");
+            json!({
+                "at_ms": at, "kind": e.kind.name(), "key": e.alert.key,
+                "labels": e.alert.labels.iter().cloned().collect::<std::collections::BTreeMap<_, _>>(),
+                "severity": e.alert.severity, "value": crate::metrics::number(e.alert.value),
+                "summary": summary,
+            })
+        })
+        .collect();
+    Ok(Json(
+        json!({ "from_ms": b.from_ms, "to_ms": to, "step_ms": step, "events": out }),
+    ))
+}

@@ -130,6 +130,7 @@ pub fn endpoints(metrics: Need) -> Vec<Endpoint> {
         at(M::GET, "/api/alerts/history", Operator, "Alert changes, newest first", get(alerts::history)).query(&["rule", "since", "limit"]),
         at(M::GET, "/api/rules", Operator, "Each rule's newest evaluation", get(alerts::rules)),
         at(M::GET, "/api/rules/{name}", Operator, "One rule's newest evaluation", get(alerts::one_rule)),
+        at(M::POST, "/api/rules/{name}/backtest", Operator, "Replay stored history through a rule: when it would have fired", post(policies::backtest)),
         at(M::GET, "/api/silences", Operator, "Silences", get(alerts::silences)),
         at(M::POST, "/api/silences", Operator, "Create a silence", post(alerts::create_silence)),
         at(M::DELETE, "/api/silences/{id}", Operator, "Expire a silence now", delete(alerts::expire_silence)),

@@ -95,6 +95,16 @@ pub trait PolicyAdmin: Send + Sync + std::fmt::Debug {
         allow_new_grants: bool,
         actor: &str,
     ) -> Result<tocsin_store::PolicyVersion, DeployRefusal>;
+
+    /// Replay stored history through rule `name` from `from` to `to` every `step` (ms):
+    /// the alert changes it would have made, nothing written.
+    fn backtest(
+        &self,
+        name: &str,
+        from: i64,
+        to: i64,
+        step: i64,
+    ) -> Result<Vec<(i64, tocsin_alerting::Event)>, String>;
 }
 
 /// What handlers read. Cheap to clone.

@@ -225,6 +225,20 @@ enum RuleCommand {
         #[command(flatten)]
         target: remote::Target,
     },
+    /// Replay stored history through the running version of a rule: when it would have
+    /// gone pending, fired and resolved (nothing is written or notified).
+    Backtest {
+        /// The rule.
+        name: String,
+        /// How far back, e.g. `24h`.
+        #[arg(long, default_value = "24h", value_parser = humantime::parse_duration)]
+        since: std::time::Duration,
+        /// Between evaluations.
+        #[arg(long, default_value = "15s", value_parser = humantime::parse_duration)]
+        step: std::time::Duration,
+        #[command(flatten)]
+        target: remote::Target,
+    },
     /// Run a policy's previous version again.
     Rollback {
         /// The policy.
@@ -371,6 +385,12 @@ fn main() -> ExitCode {
             root,
         }) => rule_new::new_rule(&root, &name),
         Command::Rule(RuleCommand::Build { name, root }) => rule_new::build_rule(&root, &name),
+        Command::Rule(RuleCommand::Backtest {
+            name,
+            since,
+            step,
+            target,
+        }) => remote::rule_backtest(&target, &name, since, step),
         Command::Rule(RuleCommand::List { target }) => remote::rule_list(&target),
         Command::Rule(RuleCommand::Status { name, target }) => remote::rule_status(&target, &name),
         Command::Rule(RuleCommand::Rollback { name, target }) => {

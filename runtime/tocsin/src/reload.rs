@@ -360,6 +360,31 @@ impl Reloader {
         self.state.set_guests(guests, errors);
     }
 
+    /// The running version of alert rule `name`, as a loaded policy.
+    fn running_policy(&self, name: &str) -> Result<tocsin_policy::LoadedPolicy, String> {
+        let running = self
+            .running
+            .get(name)
+            .ok_or_else(|| format!("no policy named `{name}` runs"))?;
+        let version = self
+            .store
+            .current_policy_version(name)
+            .map_err(|e| e.to_string())?
+            .ok_or_else(|| format!("policy `{name}` has no recorded version"))?;
+        let path = self.dir.join(format!("{name}.toml"));
+        let manifest =
+            tocsin_policy::Manifest::parse(&version.manifest, &path).map_err(|e| e.to_string())?;
+        if manifest.kind != GuestKind::AlertRule {
+            return Err(format!("`{name}` is not an alert rule"));
+        }
+        Ok(tocsin_policy::LoadedPolicy {
+            name: name.to_string(),
+            path,
+            manifest,
+            guest: running.guest.clone(),
+        })
+    }
+
     /// Start the recorded current version of `name` from the store (component and
     /// manifest as deployed), when there is one.
     fn restore_recorded(&mut self, name: &str, actor: &str) {
@@ -630,6 +655,23 @@ impl std::fmt::Debug for Admin {
 }
 
 impl tocsin_api::PolicyAdmin for Admin {
+    fn backtest(
+        &self,
+        name: &str,
+        from: i64,
+        to: i64,
+        step: i64,
+    ) -> Result<Vec<(i64, tocsin_alerting::Event)>, String> {
+        // The running version's guest and manifest; the lock is not held while it runs.
+        let (policy, store) = {
+            let reloader = self.0.lock().unwrap_or_else(|e| e.into_inner());
+            (reloader.running_policy(name)?, reloader.store.clone())
+        };
+        tocsin_alerting::Rule::from_policy(&policy)
+            .backtest(&store, from, to, step)
+            .map_err(|e| e.to_string())
+    }
+
     fn deploy(
         &self,
         name: &str,

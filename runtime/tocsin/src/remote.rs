@@ -280,3 +280,58 @@ pub fn rule_rollback(target: &Target, name: &str) -> anyhow::Result<()> {
     println!("{name} runs version {} again", answer["running"]["version"]);
     Ok(())
 }
+
+/// `tocsin rule backtest NAME`: replay the last `since` of stored history through the
+/// running version of a rule and print when it would have gone pending, fired, resolved.
+pub fn rule_backtest(
+    target: &Target,
+    name: &str,
+    since: std::time::Duration,
+    step: std::time::Duration,
+) -> anyhow::Result<()> {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0);
+    let ms = |d: std::time::Duration| i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
+    let body = serde_json::json!({
+        "from_ms": now.saturating_sub(ms(since)),
+        "to_ms": now,
+        "step_ms": ms(step),
+    });
+    let (status, answer) = target
+        .post_json(&format!("/api/rules/{}/backtest", encode(name)), &body)
+        .map_err(anyhow::Error::msg)?;
+    if status != 200 {
+        anyhow::bail!(
+            "backtest of {name} refused (HTTP {status}): {}",
+            answer["error"].as_str().unwrap_or("no reason given")
+        );
+    }
+    let events = answer["events"].as_array().cloned().unwrap_or_default();
+    for e in &events {
+        let at = e["at_ms"].as_i64().unwrap_or(0);
+        let when = std::time::UNIX_EPOCH + std::time::Duration::from_millis(at.max(0) as u64);
+        let labels: Vec<String> = e["labels"]
+            .as_object()
+            .into_iter()
+            .flatten()
+            .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or("")))
+            .collect();
+        println!(
+            "{}  {:<8} {name}{{{}}} {} value {} {}",
+            humantime::format_rfc3339_seconds(when),
+            e["kind"].as_str().unwrap_or("?"),
+            labels.join(","),
+            e["severity"].as_str().unwrap_or(""),
+            e["value"],
+            e["summary"].as_str().unwrap_or("")
+        );
+    }
+    println!(
+        "{} change(s) over the last {}",
+        events.len(),
+        humantime::format_duration(since)
+    );
+    Ok(())
+}
