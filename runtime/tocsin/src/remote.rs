@@ -224,8 +224,8 @@ pub fn rule_status(target: &Target, name: &str) -> anyhow::Result<()> {
             v["version"],
             v["sha256"]
                 .as_str()
-                .map(|s| &s[..s.len().min(12)])
-                .unwrap_or("?"),
+                .map(|s| s.chars().take(12).collect::<String>())
+                .unwrap_or_else(|| "?".into()),
             grants_of(v),
             v["actor"].as_str().unwrap_or("-")
         );
