@@ -59,6 +59,9 @@ pub struct Endpoint {
     pub input: Input,
     /// Its answer.
     pub output: Output,
+    /// Bounded by its own limits rather than `http.request_timeout` (a deploy compiling
+    /// a large component, a backtest of many evaluations).
+    pub slow: bool,
     handler: MethodRouter<AppState>,
 }
 
@@ -82,6 +85,7 @@ fn at(
         query: &[],
         input,
         output: Output::Json,
+        slow: false,
         handler,
     }
 }
@@ -89,6 +93,11 @@ fn at(
 impl Endpoint {
     fn query(mut self, names: &'static [&'static str]) -> Endpoint {
         self.query = names;
+        self
+    }
+
+    fn slow(mut self) -> Endpoint {
+        self.slow = true;
         self
     }
 
@@ -130,7 +139,7 @@ pub fn endpoints(metrics: Need) -> Vec<Endpoint> {
         at(M::GET, "/api/alerts/history", Operator, "Alert changes, newest first", get(alerts::history)).query(&["rule", "since", "limit"]),
         at(M::GET, "/api/rules", Operator, "Each rule's newest evaluation", get(alerts::rules)),
         at(M::GET, "/api/rules/{name}", Operator, "One rule's newest evaluation", get(alerts::one_rule)),
-        at(M::POST, "/api/rules/{name}/backtest", Operator, "Replay stored history through a rule: when it would have fired", post(policies::backtest)),
+        at(M::POST, "/api/rules/{name}/backtest", Operator, "Replay stored history through a rule: when it would have fired", post(policies::backtest)).slow(),
         at(M::GET, "/api/silences", Operator, "Silences", get(alerts::silences)),
         at(M::POST, "/api/silences", Operator, "Create a silence", post(alerts::create_silence)),
         at(M::DELETE, "/api/silences/{id}", Operator, "Expire a silence now", delete(alerts::expire_silence)),
@@ -143,7 +152,7 @@ pub fn endpoints(metrics: Need) -> Vec<Endpoint> {
         at(M::GET, "/api/health", Operator, "Health scores with history", get(alerts::health)).query(&["window"]),
         at(M::GET, "/api/policies", Operator, "Policies, running versions and history", get(policies::list)),
         at(M::POST, "/api/policies/{name}", Admin, "Deploy a version (manifest + base64 component); 409 lists grants it would add", post(policies::deploy)
-            .layer(DefaultBodyLimit::max(policies::MAX_DEPLOY_BYTES))),
+            .layer(DefaultBodyLimit::max(policies::MAX_DEPLOY_BYTES))).slow(),
         at(M::POST, "/api/policies/{name}/rollback", Admin, "Run a policy's previous version", post(policies::rollback))
             .io(Input::None, Output::Json),
         at(M::GET, "/api/tokens", Admin, "API tokens (names and roles, never secrets)", get(access::list_tokens)),
@@ -181,7 +190,13 @@ pub fn app(state: AppState) -> Router {
     };
     let mut paths: BTreeMap<&'static str, MethodRouter<AppState>> = BTreeMap::new();
     for e in endpoints(metrics) {
-        let guarded = e.handler.route_layer(middleware::from_fn_with_state(
+        let timed = if e.slow {
+            e.handler
+        } else {
+            e.handler
+                .route_layer(middleware::from_fn_with_state(state.clone(), deadline))
+        };
+        let guarded = timed.route_layer(middleware::from_fn_with_state(
             (state.clone(), e.need),
             crate::auth::require,
         ));
@@ -197,7 +212,6 @@ pub fn app(state: AppState) -> Router {
     }
     router
         .fallback(|| async { AppError::not_found("no such route") })
-        .layer(middleware::from_fn_with_state(state.clone(), deadline))
         .layer(DefaultBodyLimit::max(limits.max_body_bytes))
         .layer(middleware::from_fn(json_errors))
         .with_state(state)
