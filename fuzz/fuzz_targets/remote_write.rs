@@ -2,5 +2,5 @@
 #![no_main]
 
 libfuzzer_sys::fuzz_target!(|data: &[u8]| {
-    let _ = tocsin_export::remote_write::decode(data);
+    let _ = tocsin_export::remote_write::decode(data, 100_000);
 });

@@ -14,5 +14,5 @@ libfuzzer_sys::fuzz_target!(|data: &[u8]| {
     ]
     .into_iter()
     .collect();
-    let _ = handle(data, b"public", &tree);
+    let _ = handle(data, b"public", || tree);
 });

@@ -50,10 +50,10 @@ pub struct Evaluation {
     pub guest_us: u64,
 }
 
-/// An alert rule ready to evaluate.
 /// Most evaluations one backtest makes.
 pub const MAX_BACKTEST_STEPS: u64 = 20_000;
 
+/// An alert rule ready to evaluate.
 pub struct Rule {
     name: String,
     select: Vec<String>,

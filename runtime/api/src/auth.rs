@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::sync::RwLock;
 
 use axum::extract::{Request, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
@@ -168,22 +168,37 @@ impl Tokens {
     }
 }
 
+/// Where a secret came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum From {
+    Header,
+    Cookie,
+}
+
 /// The secret a request presents: `Authorization: Bearer …`, else the `tocsin_token`
-/// cookie (what the dashboard's browser sends).
+/// cookie (what the dashboard's browser sends; another `Authorization` scheme, such as a
+/// proxy's Basic, leaves the cookie in charge).
+fn presented_with(headers: &HeaderMap) -> Option<(&str, From)> {
+    let bearer = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, secret)| (secret.trim(), From::Header));
+    bearer.or_else(|| {
+        headers
+            .get_all(header::COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(';'))
+            .find_map(|pair| pair.trim().strip_prefix("tocsin_token="))
+            .map(|secret| (secret, From::Cookie))
+    })
+}
+
+#[cfg(test)]
 fn presented(headers: &HeaderMap) -> Option<&str> {
-    if let Some(value) = headers.get(header::AUTHORIZATION) {
-        let value = value.to_str().ok()?;
-        let (scheme, secret) = value.split_once(' ')?;
-        return scheme
-            .eq_ignore_ascii_case("bearer")
-            .then_some(secret.trim());
-    }
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .find_map(|pair| pair.trim().strip_prefix("tocsin_token="))
+    presented_with(headers).map(|(secret, _)| secret)
 }
 
 fn unauthorized(message: &str) -> Response {
@@ -205,19 +220,45 @@ pub async fn require(
     if need == Need::Public {
         return next.run(request).await;
     }
-    let caller = presented(request.headers()).map(|s| (s, state.tokens().find(s)));
+    match check(&state, request.method(), request.headers(), need) {
+        Ok(caller) => {
+            request.extensions_mut().insert(caller);
+            next.run(request).await
+        }
+        Err(refusal) => refusal,
+    }
+}
+
+/// The caller of a request if its token satisfies `need`; else the answer: 401 without
+/// a known token (a redirect to the login form for pages), 403 with too weak a one.
+// The refusal is the response itself, as axum handlers return it; boxing it buys nothing.
+#[allow(clippy::result_large_err)]
+pub fn check(
+    state: &AppState,
+    method: &Method,
+    headers: &HeaderMap,
+    need: Need,
+) -> Result<Caller, Response> {
+    // A cookie travels with any request the browser makes, even one another page on the
+    // same site triggers: it authenticates reads only. Changes need the header.
+    let safe = matches!(*method, Method::GET | Method::HEAD);
+    let caller = presented_with(headers)
+        .filter(|(_, from)| safe || *from == From::Header)
+        .map(|(s, _)| (s, state.tokens().find(s)));
     let caller = match caller {
         Some((_, Some(caller))) => caller,
         _ if need == Need::Page => {
-            return axum::response::Redirect::to("/login").into_response();
+            return Err(axum::response::Redirect::to("/login").into_response());
         }
         None => {
-            return unauthorized("this route needs a token: `Authorization: Bearer <token>`");
+            return Err(unauthorized(
+                "this route needs a token: `Authorization: Bearer <token>`",
+            ));
         }
-        Some((_, None)) => return unauthorized("unknown or revoked token"),
+        Some((_, None)) => return Err(unauthorized("unknown or revoked token")),
     };
     if !caller.role.allows(need) {
-        return AppError::new(
+        return Err(AppError::new(
             StatusCode::FORBIDDEN,
             format!(
                 "token `{}` is {}; this route needs {}",
@@ -226,10 +267,9 @@ pub async fn require(
                 need.roles()
             ),
         )
-        .into_response();
+        .into_response());
     }
-    request.extensions_mut().insert(caller);
-    next.run(request).await
+    Ok(caller)
 }
 
 #[cfg(test)]
@@ -288,6 +328,12 @@ mod tests {
             header::AUTHORIZATION,
             HeaderValue::from_static("Basic eDp5"),
         );
+        assert_eq!(
+            presented_with(&h),
+            Some(("tsn_c", From::Cookie)),
+            "another scheme leaves the cookie in charge"
+        );
+        h.remove(header::COOKIE);
         assert_eq!(presented(&h), None, "another scheme is not a token");
     }
 }

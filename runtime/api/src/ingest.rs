@@ -67,8 +67,8 @@ pub async fn remote_write(
     Extension(caller): Extension<Caller>,
     body: Bytes,
 ) -> Result<StatusCode, AppError> {
-    let samples = tocsin_export::remote_write::decode(&body).map_err(|e| {
-        if e.contains("more than") {
+    let samples = tocsin_export::remote_write::decode(&body, MAX_SAMPLES).map_err(|e| {
+        if e.contains("more than") || e.contains("would take") {
             AppError::new(StatusCode::PAYLOAD_TOO_LARGE, e)
         } else {
             AppError::bad_request(e)

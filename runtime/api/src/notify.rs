@@ -175,24 +175,47 @@ pub async fn render(
 }
 
 /// `GET /api/charts/alert.png?rule=NAME&label=value...`: the series the alert fired on over
-/// the last three hours with the rule's threshold, as a PNG.
+/// the last three hours with the rule's threshold, as a PNG. Open to a signed, unexpired
+/// link (`&exp=..&sig=..`, what chat messages carry) or an operator token.
 pub async fn alert_chart(
     State(state): State<AppState>,
+    headers: axum::http::HeaderMap,
+    axum::extract::RawQuery(raw): axum::extract::RawQuery,
     Query(mut q): Query<BTreeMap<String, String>>,
-) -> Result<impl IntoResponse, AppError> {
+) -> Result<axum::response::Response, axum::response::Response> {
+    // A signed link (what chat messages carry) or an operator's token.
+    let signed = tocsin_notify::chart_link::verify(
+        &state.site().chart_key,
+        raw.as_deref().unwrap_or(""),
+        now_ms() / 1000,
+    );
+    if !signed {
+        crate::auth::check(
+            &state,
+            &axum::http::Method::GET,
+            &headers,
+            crate::auth::Need::Operator,
+        )?;
+    }
+    q.remove("exp");
+    q.remove("sig");
     let rule = q
         .remove("rule")
-        .ok_or_else(|| AppError::bad_request("rule is required"))?;
+        .ok_or_else(|| AppError::bad_request("rule is required").into_response())?;
     let charts = state.charts().clone();
     let now = now_ms();
     let png = crate::metrics::blocking(&state, move |store| Ok(charts.png(store, &rule, &q, now)))
-        .await?
-        .ok_or_else(|| AppError::not_found("no series for this rule and these labels"))?;
+        .await
+        .map_err(IntoResponse::into_response)?
+        .ok_or_else(|| {
+            AppError::not_found("no series for this rule and these labels").into_response()
+        })?;
     Ok((
         [
             (header::CONTENT_TYPE, "image/png"),
             (header::CACHE_CONTROL, "no-store"),
         ],
         png,
-    ))
+    )
+        .into_response())
 }

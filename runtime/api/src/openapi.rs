@@ -63,7 +63,10 @@ fn operation(e: &Endpoint) -> Value {
         responses.insert("403".into(), error("The token's role may not call this"));
     }
     if e.input != Input::None {
-        responses.insert("413".into(), error("The body is over `http.max_body`"));
+        responses.insert(
+            "413".into(),
+            error("The body is over `http.max_body_bytes`"),
+        );
     }
     responses.insert("default".into(), error("Any other failure"));
     let mut op = json!({

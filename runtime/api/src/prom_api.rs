@@ -90,6 +90,10 @@ fn with_name(name: &str, labels: &[(String, String)]) -> Labels {
 }
 
 fn over_range(func: RangeFn, points: &[(i64, f64)], window: i64, t: i64) -> Option<f64> {
+    // Points are ascending: find the window's points by binary search, not a full pass.
+    let lo = points.partition_point(|p| p.0 <= t.saturating_sub(window));
+    let hi = points.partition_point(|p| p.0 <= t);
+    let points = &points[lo..hi.max(lo)];
     match func {
         RangeFn::Rate => return tocsin_store::query::rate(points, window, t),
         RangeFn::Increase => return tocsin_store::query::increase(points, window, t),

@@ -60,7 +60,8 @@ pub struct Endpoint {
     /// Its answer.
     pub output: Output,
     /// Bounded by its own limits rather than `http.request_timeout` (a deploy compiling
-    /// a large component, a backtest of many evaluations).
+    /// a large component, a backtest of many evaluations). Only reads (GET) are cut at
+    /// the deadline in any case.
     pub slow: bool,
     handler: MethodRouter<AppState>,
 }
@@ -147,7 +148,7 @@ pub fn endpoints(metrics: Need) -> Vec<Endpoint> {
         at(M::POST, "/api/notifications", Admin, "Queue a maintenance or custom message", post(notify::enqueue)),
         at(M::GET, "/api/templates", Operator, "Template kinds and their guests", get(notify::list)),
         at(M::POST, "/api/templates/{kind}/render", Operator, "Render a template without sending", post(notify::render)),
-        at(M::GET, "/api/charts/alert.png", Operator, "The chart of an alert's series", get(notify::alert_chart))
+        at(M::GET, "/api/charts/alert.png", Public, "The chart of an alert's series (a signed link or an operator token)", get(notify::alert_chart))
             .query(&["rule"]).io(Input::None, Output::Png),
         at(M::GET, "/api/health", Operator, "Health scores with history", get(alerts::health)).query(&["window"]),
         at(M::GET, "/api/policies", Operator, "Policies, running versions and history", get(policies::list)),
@@ -190,7 +191,12 @@ pub fn app(state: AppState) -> Router {
     };
     let mut paths: BTreeMap<&'static str, MethodRouter<AppState>> = BTreeMap::new();
     for e in endpoints(metrics) {
-        let timed = if e.slow {
+        // Reads (GET, and the Prometheus API's form POSTs) are cut at the deadline. Writes
+        // are not: their blocking work would finish
+        // after a 503 that said it had not (a remote_write sender would send it again).
+        let read = e.method == Method::GET
+            || (e.path.starts_with("/api/v1/") && e.path != "/api/v1/write");
+        let timed = if e.slow || !read {
             e.handler
         } else {
             e.handler

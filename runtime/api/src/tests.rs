@@ -404,7 +404,29 @@ async fn every_route_refuses_missing_unknown_and_too_weak_tokens() {
     let app = app(AppState::with_store(store));
     let table = crate::routes::endpoints(crate::auth::Need::Operator);
     assert!(table.len() > 25);
+    // What docs/api.md promises, written out here rather than read from the table under
+    // test: a route given the wrong role fails this.
+    use crate::auth::Need;
+    let promised = |method: &str, path: &str| match (method, path) {
+        (_, "/healthz" | "/login" | "/logout" | "/api/openapi.json") => Need::Public,
+        ("GET", "/") => Need::Page,
+        ("POST", "/api/metrics" | "/api/v1/write") => Need::Client,
+        (
+            "POST",
+            "/api/notifications" | "/api/policies/{name}" | "/api/policies/{name}/rollback",
+        )
+        | (_, "/api/tokens" | "/api/tokens/{name}" | "/api/audit") => Need::Admin,
+        _ => Need::Operator,
+    };
     for e in &table {
+        let need = promised(e.method.as_str(), e.path);
+        // The chart checks its token itself (a signed link may stand in for one).
+        let declared = if e.path == "/api/charts/alert.png" {
+            Need::Operator
+        } else {
+            e.need
+        };
+        assert_eq!(declared, need, "{} {}", e.method, e.path);
         let uri = uri_of(e.path);
         let method = e.method.as_str();
         let body = || Body::from("{}");
@@ -414,8 +436,7 @@ async fn every_route_refuses_missing_unknown_and_too_weak_tokens() {
         let operator = call(app.clone(), method, &uri, Some(OPERATOR), body()).await;
         let admin = call(app.clone(), method, &uri, Some(ADMIN), body()).await;
         let what = format!("{method} {uri}");
-        use crate::auth::Need;
-        match e.need {
+        match need {
             Need::Public => {
                 assert!(![401, 403].contains(&missing.status().as_u16()), "{what}");
             }
@@ -1108,4 +1129,79 @@ async fn logs_are_listed_by_source_and_level_and_counted() {
     );
     let (status, _) = get_json(app, "/api/logs?level=loud").await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
+}
+
+#[tokio::test]
+async fn a_session_cookie_reads_but_never_changes_anything() {
+    let app = app(AppState::new());
+    let with_cookie = |method: &str, uri: &str| {
+        Request::builder()
+            .method(method)
+            .uri(uri)
+            .header("cookie", format!("tocsin_token={ADMIN}"))
+            .header("content-type", "application/json")
+            .body(Body::from("{}"))
+            .expect("request")
+    };
+    let read = app
+        .clone()
+        .oneshot(with_cookie("GET", "/api/guests"))
+        .await
+        .expect("read");
+    assert_eq!(read.status(), StatusCode::OK);
+    for (method, uri) in [
+        ("POST", "/api/policies/x/rollback"),
+        ("POST", "/api/tokens"),
+        ("DELETE", "/api/silences/1"),
+    ] {
+        let change = app
+            .clone()
+            .oneshot(with_cookie(method, uri))
+            .await
+            .expect("change");
+        assert_eq!(change.status(), StatusCode::UNAUTHORIZED, "{method} {uri}");
+    }
+}
+
+#[tokio::test]
+async fn chart_links_work_signed_or_with_a_token() {
+    let state = AppState::new();
+    let key = tocsin_notify::chart_link::ChartKey(vec![9; 32]);
+    state.set_site(tocsin_notify::Site {
+        chart_key: key.clone(),
+        ..Default::default()
+    });
+    let app = app(state);
+    let now = crate::metrics::now_ms() / 1000;
+    let signed = tocsin_notify::chart_link::sign(&key, "rule=cpu-high&host=a", now);
+    let status = |uri: String, token: Option<&'static str>| {
+        let app = app.clone();
+        async move { call(app, "GET", &uri, token, Body::empty()).await.status() }
+    };
+    // No store here: a request that passes the check meets 503, not 401.
+    let base = "/api/charts/alert.png";
+    assert_eq!(
+        status(format!("{base}?{signed}"), None).await,
+        StatusCode::SERVICE_UNAVAILABLE
+    );
+    assert_eq!(
+        status(format!("{base}?rule=cpu-high&host=a"), None).await,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        status(
+            format!("{base}?{}", signed.replace("host=a", "host=b")),
+            None
+        )
+        .await,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        status(format!("{base}?rule=x"), Some(CLIENT)).await,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        status(format!("{base}?rule=x"), Some(OPERATOR)).await,
+        StatusCode::SERVICE_UNAVAILABLE
+    );
 }

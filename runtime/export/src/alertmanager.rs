@@ -150,6 +150,10 @@ pub fn spawn(
                             for a in due {
                                 peer.told.insert(a.labels.clone(), (a.firing, now));
                             }
+                            // What was told resolved long ago is never sent again.
+                            peer.told.retain(|_, (firing, at)| {
+                                *firing || now - *at <= RESOLVED_FOR_MS
+                            });
                             peer.backoff_ms = 0;
                         }
                         Err(e) => {

@@ -73,7 +73,7 @@ impl Default for RemoteWriteConfig {
 }
 
 /// Forwarding of alerts to an external Alertmanager (cluster).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AlertmanagerConfig {
     /// Alertmanager base URLs (`http://am:9093`); every one gets every alert, as
@@ -129,14 +129,26 @@ impl std::fmt::Debug for RemoteWriteConfig {
     }
 }
 
+/// Shown with URLs without their user information.
+impl std::fmt::Debug for AlertmanagerConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let urls: Vec<String> = self.urls.iter().map(|u| shown_url(u)).collect();
+        f.debug_struct("AlertmanagerConfig")
+            .field("urls", &urls)
+            .field("resend", &self.resend)
+            .field("timeout", &self.timeout)
+            .finish()
+    }
+}
+
 /// A URL without its user information (a credential), for labels, logs and `Debug`.
 pub fn shown_url(url: &str) -> String {
     match url.split_once("://") {
         Some((scheme, rest)) => {
-            let host_start = rest
-                .find('@')
-                .filter(|at| rest.find('/').is_none_or(|slash| at < &slash))
-                .map_or(0, |at| at + 1);
+            // The authority ends at the first `/`, `?` or `#`; its user information at
+            // the last `@` in it (a password may hold an unencoded `@`).
+            let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+            let host_start = rest[..authority_end].rfind('@').map_or(0, |at| at + 1);
             format!("{scheme}://{}", &rest[host_start..])
         }
         None => url.to_string(),
@@ -164,6 +176,12 @@ mod tests {
         }
         assert!(shown.contains("https://vm:8428/api/v1/write"), "{shown}");
         assert_eq!(shown_url("http://vm:8428/a@b"), "http://vm:8428/a@b");
+        assert_eq!(shown_url("http://u:p@ss@vm:8428/w"), "http://vm:8428/w");
+        let am = AlertmanagerConfig {
+            urls: vec!["http://u:s3cr3t@am:9093".into()],
+            ..Default::default()
+        };
+        assert!(!format!("{am:?}").contains("s3cr3t"));
         assert_eq!(shown_url("vm"), "vm");
     }
 }

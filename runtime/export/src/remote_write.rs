@@ -100,9 +100,13 @@ pub fn encode(samples: &[Sample]) -> Result<Vec<u8>, String> {
 /// is inflated).
 pub const MAX_DECODED: usize = 64 << 20;
 
-/// Decode a snappy-compressed `WriteRequest` into samples (labels as sent, `__name__`
-/// taken out as the name).
-pub fn decode(body: &[u8]) -> Result<Vec<Sample>, String> {
+/// Most bytes the decoded samples may take (labels copied into each): a small body of
+/// many samples under long labels must not inflate without bound.
+pub const MAX_DECODED_SAMPLE_BYTES: usize = 256 << 20;
+
+/// Decode a snappy-compressed `WriteRequest` into at most `max_samples` samples (labels
+/// as sent, `__name__` taken out as the name).
+pub fn decode(body: &[u8], max_samples: usize) -> Result<Vec<Sample>, String> {
     use prost::Message as _;
     let len = snap::raw::decompress_len(body).map_err(|e| format!("not snappy: {e}"))?;
     if len > MAX_DECODED {
@@ -115,7 +119,29 @@ pub fn decode(body: &[u8]) -> Result<Vec<Sample>, String> {
         .map_err(|e| format!("not snappy: {e}"))?;
     let request = proto::WriteRequest::decode(raw.as_slice())
         .map_err(|e| format!("not a WriteRequest: {e}"))?;
-    let mut out = Vec::new();
+    // Count before copying anything: samples, and the bytes their labels will take.
+    let mut samples = 0usize;
+    let mut bytes = 0usize;
+    for ts in &request.timeseries {
+        let label_bytes: usize = ts
+            .labels
+            .iter()
+            .map(|l| l.name.len() + l.value.len() + 48)
+            .sum();
+        samples = samples.saturating_add(ts.samples.len());
+        bytes = bytes.saturating_add(ts.samples.len().saturating_mul(label_bytes + 64));
+    }
+    if samples > max_samples {
+        return Err(format!(
+            "{samples} samples, more than {max_samples} per request"
+        ));
+    }
+    if bytes > MAX_DECODED_SAMPLE_BYTES {
+        return Err(format!(
+            "its samples would take {bytes} bytes, more than {MAX_DECODED_SAMPLE_BYTES}"
+        ));
+    }
+    let mut out = Vec::with_capacity(samples);
     for ts in request.timeseries {
         let mut name = None;
         let mut labels = Vec::with_capacity(ts.labels.len());
@@ -367,16 +393,40 @@ mod tests {
     fn what_is_encoded_decodes_and_garbage_is_an_error() {
         let batch = vec![sample("up", "a", 1, 1.0), sample("up", "a", 2, 0.0)];
         assert_eq!(
-            decode(&encode(&batch).expect("encode")).expect("decode"),
+            decode(&encode(&batch).expect("encode"), 10).expect("decode"),
             batch
         );
+        assert!(
+            decode(&encode(&batch).expect("encode"), 1)
+                .expect_err("too many")
+                .contains("more than 1")
+        );
+        // Many tiny samples under one long label: refused before it is copied.
+        let long = Sample {
+            name: "x".into(),
+            labels: vec![("l".into(), "v".repeat(1 << 20))],
+            ts_ms: 0,
+            value: 0.0,
+        };
+        let many: Vec<Sample> = (0..1000)
+            .map(|i| Sample {
+                ts_ms: i,
+                ..long.clone()
+            })
+            .collect();
+        let body = encode(&many).expect("encode");
+        assert!(
+            decode(&body, 100_000)
+                .expect_err("amplified")
+                .contains("would take")
+        );
         for bad in [&b""[..], b"\xff\xff\xff\xff\x0f", b"hello"] {
-            assert!(decode(bad).is_err(), "{bad:?}");
+            assert!(decode(bad, 10).is_err(), "{bad:?}");
         }
         let bomb = snap::raw::Encoder::new()
             .compress_vec(&vec![0u8; MAX_DECODED + 1])
             .expect("bomb");
-        assert!(decode(&bomb).expect_err("bomb").contains("more than"));
+        assert!(decode(&bomb, 10).expect_err("bomb").contains("more than"));
     }
 
     #[test]

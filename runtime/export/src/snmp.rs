@@ -117,8 +117,9 @@ pub enum Outcome {
     WrongCommunity,
 }
 
-/// Answer one request datagram against `tree`.
-pub fn handle(request: &[u8], community: &[u8], tree: &Tree) -> Outcome {
+/// Answer one request datagram against the tree `snapshot` builds — only once the
+/// datagram is a well-formed request with the right community.
+pub fn handle(request: &[u8], community: &[u8], snapshot: impl FnOnce() -> Tree) -> Outcome {
     let Ok(message) = rasn::ber::decode::<Message<Pdus>>(request) else {
         return Outcome::Malformed;
     };
@@ -128,6 +129,17 @@ pub fn handle(request: &[u8], community: &[u8], tree: &Tree) -> Outcome {
     if message.community.as_ref() != community {
         return Outcome::WrongCommunity;
     }
+    if !matches!(
+        message.data,
+        Pdus::GetRequest(_)
+            | Pdus::GetNextRequest(_)
+            | Pdus::GetBulkRequest(_)
+            | Pdus::SetRequest(_)
+    ) {
+        // Responses, traps, informs and reports are not requests to an agent.
+        return Outcome::Malformed;
+    }
+    let tree = &snapshot();
     let answer = |request_id: i32, error_status: u32, error_index: u32, bindings: Vec<VarBind>| {
         let response = Message {
             version: Integer::from(1),
@@ -209,7 +221,19 @@ pub fn handle(request: &[u8], community: &[u8], tree: &Tree) -> Outcome {
         _ => return Outcome::Malformed,
     };
     match bytes {
-        Some(b) => Outcome::Answer(b),
+        Some(b) if b.len() <= MAX_ANSWER => Outcome::Answer(b),
+        // Too big for one datagram: `tooBig`, without bindings (RFC 3416 4.2.1).
+        Some(_) => {
+            let request_id = match &message.data {
+                Pdus::GetRequest(r) => r.0.request_id,
+                Pdus::GetNextRequest(r) => r.0.request_id,
+                Pdus::GetBulkRequest(r) => r.0.request_id,
+                Pdus::SetRequest(r) => r.0.request_id,
+                _ => 0,
+            };
+            answer(request_id, Pdu::ERROR_STATUS_TOO_BIG, 0, Vec::new())
+                .map_or(Outcome::Malformed, Outcome::Answer)
+        }
         None => Outcome::Malformed,
     }
 }
@@ -248,7 +272,7 @@ pub fn serve(
             }
             Err(e) => return Err(e),
         };
-        match handle(&buf[..n], &community, &snapshot()) {
+        match handle(&buf[..n], &community, &snapshot) {
             Outcome::Answer(bytes) => {
                 stats.answered.fetch_add(1, Ordering::Relaxed);
                 if let Err(e) = socket.send_to(&bytes, peer) {
@@ -329,7 +353,7 @@ mod tests {
     }
 
     fn answer(bytes: &[u8], community: &str) -> Pdu {
-        match handle(bytes, community.as_bytes(), &tree()) {
+        match handle(bytes, community.as_bytes(), tree) {
             Outcome::Answer(b) => {
                 match rasn::ber::decode::<Message<Pdus>>(&b).expect("decode").data {
                     Pdus::Response(Response(p)) => p,
@@ -401,17 +425,47 @@ mod tests {
     }
 
     #[test]
+    fn an_answer_too_big_for_a_datagram_is_too_big() {
+        let names = vec!["1.3.6.1.4.1.32473.1.1.0"; 1000];
+        let p = answer(
+            &request("c", Pdus::GetRequest(GetRequest(pdu(&names)))),
+            "c",
+        );
+        assert_eq!(p.error_status, Pdu::ERROR_STATUS_TOO_BIG);
+        assert!(p.variable_bindings.is_empty());
+    }
+
+    #[test]
+    fn the_tree_is_built_only_for_a_request_with_the_community() {
+        let get = request(
+            "public",
+            Pdus::GetRequest(GetRequest(pdu(&["1.3.6.1.4.1.32473.1.3.0"]))),
+        );
+        let built = std::cell::Cell::new(false);
+        let snapshot = || {
+            built.set(true);
+            tree()
+        };
+        assert_eq!(handle(&get, b"secret", snapshot), Outcome::WrongCommunity);
+        assert_eq!(
+            handle(b"garbage", b"public", || {
+                built.set(true);
+                tree()
+            }),
+            Outcome::Malformed
+        );
+        assert!(!built.get());
+    }
+
+    #[test]
     fn other_communities_garbage_and_writes_are_refused() {
         let get = request(
             "public",
             Pdus::GetRequest(GetRequest(pdu(&["1.3.6.1.4.1.32473.1.3.0"]))),
         );
-        assert_eq!(handle(&get, b"secret", &tree()), Outcome::WrongCommunity);
-        assert_eq!(
-            handle(b"\x30\x03\x02\x01", b"c", &tree()),
-            Outcome::Malformed
-        );
-        assert_eq!(handle(&[], b"c", &tree()), Outcome::Malformed);
+        assert_eq!(handle(&get, b"secret", tree), Outcome::WrongCommunity);
+        assert_eq!(handle(b"\x30\x03\x02\x01", b"c", tree), Outcome::Malformed);
+        assert_eq!(handle(&[], b"c", tree), Outcome::Malformed);
         let set = request(
             "c",
             Pdus::SetRequest(rasn_snmp::v2::SetRequest(pdu(&["1.3.6.1.4.1.32473.1.3.0"]))),

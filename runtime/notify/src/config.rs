@@ -274,6 +274,7 @@ impl NotifyConfig {
         crate::vars::Site {
             server_name: self.server_name(),
             base_url: self.base_url.trim_end_matches('/').to_string(),
+            chart_key: Default::default(),
         }
     }
 

@@ -90,6 +90,12 @@ fn receiver_of(m: &OutboxMessage) -> &str {
 }
 
 impl Deliverer {
+    /// Sign the chart links of chat messages with `key`.
+    pub fn with_chart_key(mut self, key: crate::chart_link::ChartKey) -> Deliverer {
+        self.channels.site.chart_key = key;
+        self
+    }
+
     /// A deliverer over `store`.
     pub fn new(
         store: Arc<Store>,

@@ -3,6 +3,7 @@
 //! commands, with retries, per-recipient rate limits and digests.
 
 pub mod chart;
+pub mod chart_link;
 pub mod command;
 pub mod config;
 pub mod daily;

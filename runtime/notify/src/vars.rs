@@ -19,6 +19,8 @@ pub struct Site {
     pub server_name: String,
     /// `base_url`, without a trailing slash.
     pub base_url: String,
+    /// Signs the chart links messages carry (empty: unsigned).
+    pub chart_key: crate::chart_link::ChartKey,
 }
 
 impl Default for Site {
@@ -26,6 +28,7 @@ impl Default for Site {
         Site {
             server_name: "tocsin".into(),
             base_url: "http://127.0.0.1:8080".into(),
+            chart_key: Default::default(),
         }
     }
 }
@@ -156,6 +159,7 @@ mod tests {
         let site = Site {
             server_name: "hq".into(),
             base_url: "http://x:8080".into(),
+            chart_key: Default::default(),
         };
         let payload = json!({
             "receiver": "ops", "status": "firing",
@@ -184,6 +188,7 @@ mod tests {
         let site = Site {
             server_name: "hq".into(),
             base_url: "http://x".into(),
+            chart_key: Default::default(),
         };
         let payload = json!({"vars": {"username": "ada", "reset_link": "http://x/r/1"}});
         let v = vars("password_reset", "ada@x.org", &payload, &site, 0);

@@ -102,7 +102,8 @@ pub fn bodies(
     }
 }
 
-/// The dashboard's chart of the first firing (else first) alert of an alert payload.
+/// The dashboard's chart of the first firing (else first) alert of an alert payload, signed
+/// when the site has a chart key (chat services fetch it without a token).
 pub fn chart_url(payload: &Value, site: &Site) -> Option<String> {
     let alert = payload["firing"]
         .as_array()
@@ -115,10 +116,14 @@ pub fn chart_url(payload: &Value, site: &Site) -> Option<String> {
             query.append_pair(k, v);
         }
     }
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0);
     Some(format!(
         "{}/api/charts/alert.png?{}",
         site.base_url,
-        query.finish()
+        crate::chart_link::sign(&site.chart_key, &query.finish(), now)
     ))
 }
 
@@ -216,6 +221,7 @@ mod tests {
         Site {
             server_name: "hq".into(),
             base_url: "http://tocsin:8080".into(),
+            chart_key: Default::default(),
         }
     }
 

@@ -127,9 +127,9 @@ impl Compare {
 pub fn duration_ms(text: &str) -> Result<i64, String> {
     let t = text.trim();
     if let Ok(seconds) = t.parse::<f64>() {
-        let ms = seconds * 1000.0;
-        return if ms.is_finite() && ms > 0.0 && ms < 1e15 {
-            Ok(ms.round() as i64)
+        let ms = (seconds * 1000.0).round();
+        return if (1.0..1e15).contains(&ms) {
+            Ok(ms as i64)
         } else {
             Err(format!("duration `{t}` out of range"))
         };
@@ -477,7 +477,17 @@ mod tests {
         assert_eq!(duration_ms("250ms"), Ok(250));
         assert_eq!(duration_ms("15"), Ok(15_000));
         assert_eq!(duration_ms("0.5"), Ok(500));
-        for bad in ["", "m", "-1", "0s", "1x", "99999999999999999999s", "inf"] {
+        for bad in [
+            "",
+            "m",
+            "-1",
+            "0s",
+            "1x",
+            "99999999999999999999s",
+            "inf",
+            "0.0001",
+            "0",
+        ] {
             assert!(duration_ms(bad).is_err(), "{bad}");
         }
     }

@@ -66,6 +66,24 @@ pub fn bootstrap_admin(store: &Store, data_dir: &Path) -> anyhow::Result<Option<
     Ok(Some(path))
 }
 
+/// The key chart links in messages are signed with: `data_dir/chart.key` (0600), made at
+/// the first start. Links signed before a key change stop working; nothing else does.
+pub fn chart_key(data_dir: &Path) -> anyhow::Result<tocsin_notify::chart_link::ChartKey> {
+    let path = data_dir.join("chart.key");
+    if let Ok(text) = std::fs::read_to_string(&path)
+        && let Ok(key) = hex::decode(text.trim())
+        && key.len() >= 32
+    {
+        return Ok(tocsin_notify::chart_link::ChartKey(key));
+    }
+    let mut key = [0u8; 32];
+    getrandom::fill(&mut key)
+        .map_err(|e| anyhow::anyhow!("no randomness for the chart key: {e}"))?;
+    write_private(&path, &format!("{}\n", hex::encode(key)))
+        .with_context(|| format!("writing {}", path.display()))?;
+    Ok(tocsin_notify::chart_link::ChartKey(key.to_vec()))
+}
+
 fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create(true).truncate(true);

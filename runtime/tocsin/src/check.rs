@@ -129,7 +129,9 @@ pub fn judge(
         what,
         measures,
         |m| {
-            if critical.is_some_and(|r| r.alerts(m.value)) {
+            if m.value.is_nan() {
+                Status::Unknown
+            } else if critical.is_some_and(|r| r.alerts(m.value)) {
                 Status::Critical
             } else if warning.is_some_and(|r| r.alerts(m.value)) {
                 Status::Warning
@@ -237,8 +239,9 @@ pub fn query_measures(
                     .into_iter()
                     .flatten()
                     .filter(|(k, _)| *k != "__name__")
-                    .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or("")))
+                    .map(|(k, v)| format!("{k}:{}", v.as_str().unwrap_or("")))
                     .collect();
+                // `=` may not appear in a perfdata label: `name{k:v,...}`.
                 if rest.is_empty() {
                     name.to_string()
                 } else {

@@ -80,8 +80,9 @@ pub fn tree(base: &[u32], state: &AppState, store: &Store) -> Tree {
         gauge(clients.len() as f64 - online),
         gauge(store.series_count() as f64),
         gauge(state.guests().len() as f64),
-        first(latest("cpu_usage_percent")),
-        first(latest("memory_used_percent")),
+        // This host's own series: a client's carry a `client` label.
+        first(latest(r#"cpu_usage_percent{client=""}"#)),
+        first(latest(r#"memory_used_percent{client=""}"#)),
     ];
     OBJECTS
         .iter()

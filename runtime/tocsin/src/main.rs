@@ -65,11 +65,11 @@ enum CheckCommand {
         /// Name each value by this label's value.
         #[arg(long)]
         label: Option<String>,
-        /// WARNING range (Nagios syntax: `80`, `10:`, `~:80`, `@10:20`).
-        #[arg(short, long)]
+        /// WARNING range (Nagios syntax: `80`, `10:`, `~:80`, `@10:20`, `-10:10`).
+        #[arg(short, long, allow_hyphen_values = true)]
         warning: Option<String>,
         /// CRITICAL range.
-        #[arg(short, long)]
+        #[arg(short, long, allow_hyphen_values = true)]
         critical: Option<String>,
         /// Unit for the performance data (`%`, `B`, `s`, ...).
         #[arg(long, default_value = "")]
@@ -86,10 +86,10 @@ enum CheckCommand {
     /// Health scores (0-100): WARNING below 90, CRITICAL below 70 by default.
     Health {
         /// WARNING range.
-        #[arg(short, long, default_value = "90:")]
+        #[arg(short, long, default_value = "90:", allow_hyphen_values = true)]
         warning: String,
         /// CRITICAL range.
-        #[arg(short, long, default_value = "70:")]
+        #[arg(short, long, default_value = "70:", allow_hyphen_values = true)]
         critical: String,
         #[command(flatten)]
         target: remote::Target,
@@ -360,7 +360,19 @@ fn check_command(command: CheckCommand) -> u8 {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        // A Nagios plugin answers UNKNOWN (3) to a bad command line, never clap's 2
+        // (which Nagios reads as CRITICAL).
+        Err(e) if std::env::args().nth(1).as_deref() == Some("check") && e.use_stderr() => {
+            println!(
+                "TOCSIN UNKNOWN - {}",
+                e.to_string().lines().next().unwrap_or("bad arguments")
+            );
+            return ExitCode::from(3);
+        }
+        Err(e) => e.exit(),
+    };
     let result = match cli.command {
         Command::Check(command) => return ExitCode::from(check_command(command)),
         Command::Run(args) => {

@@ -360,29 +360,34 @@ impl Reloader {
         self.state.set_guests(guests, errors);
     }
 
-    /// The running version of alert rule `name`, as a loaded policy.
+    /// The running version of alert rule `name`, loaded again as a guest of its own (its
+    /// calls count in their own counters: a backtest never touches the live rule's
+    /// counters or its quarantine). The compile is cached.
     fn running_policy(&self, name: &str) -> Result<tocsin_policy::LoadedPolicy, String> {
-        let running = self
-            .running
-            .get(name)
-            .ok_or_else(|| format!("no policy named `{name}` runs"))?;
+        if !self.running.contains_key(name) {
+            return Err(format!("no policy named `{name}` runs"));
+        }
         let version = self
             .store
             .current_policy_version(name)
             .map_err(|e| e.to_string())?
             .ok_or_else(|| format!("policy `{name}` has no recorded version"))?;
-        let path = self.dir.join(format!("{name}.toml"));
-        let manifest =
-            tocsin_policy::Manifest::parse(&version.manifest, &path).map_err(|e| e.to_string())?;
-        if manifest.kind != GuestKind::AlertRule {
+        let component = self
+            .store
+            .component(&version.sha256)
+            .map_err(|e| e.to_string())?
+            .ok_or_else(|| format!("component {} is not in the store", version.sha256))?;
+        let files = PolicyFiles {
+            name: name.to_string(),
+            path: self.dir.join(format!("{name}.toml")),
+            text: version.manifest.clone(),
+            component,
+        };
+        let policy = load_files(&self.engine, &files).map_err(|e| e.to_string())?;
+        if policy.manifest.kind != GuestKind::AlertRule {
             return Err(format!("`{name}` is not an alert rule"));
         }
-        Ok(tocsin_policy::LoadedPolicy {
-            name: name.to_string(),
-            path,
-            manifest,
-            guest: running.guest.clone(),
-        })
+        Ok(policy)
     }
 
     /// Start the recorded current version of `name` from the store (component and

@@ -92,7 +92,10 @@ pub fn run(config: Config) -> anyhow::Result<()> {
     }
 
     state.set_receivers(config.routing.receivers.clone());
-    state.set_site(config.notify.site());
+    let chart_key = crate::access::chart_key(&config.data_dir)?;
+    let mut site = config.notify.site();
+    site.chart_key = chart_key.clone();
+    state.set_site(site);
     {
         let (store, templates) = (store.clone(), state.templates().clone());
         let charts = state.charts().clone();
@@ -108,6 +111,7 @@ pub fn run(config: Config) -> anyhow::Result<()> {
                     mail.clone(),
                     receivers.clone(),
                 )
+                .with_chart_key(chart_key.clone())
             },
             &["mail", "webhook", "mqtt", "pipe"],
             Duration::from_millis(500),
