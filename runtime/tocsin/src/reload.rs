@@ -372,17 +372,7 @@ impl Reloader {
             .current_policy_version(name)
             .map_err(|e| e.to_string())?
             .ok_or_else(|| format!("policy `{name}` has no recorded version"))?;
-        let component = self
-            .store
-            .component(&version.sha256)
-            .map_err(|e| e.to_string())?
-            .ok_or_else(|| format!("component {} is not in the store", version.sha256))?;
-        let files = PolicyFiles {
-            name: name.to_string(),
-            path: self.dir.join(format!("{name}.toml")),
-            text: version.manifest.clone(),
-            component,
-        };
+        let files = self.recorded_files(&version)?;
         let policy = load_files(&self.engine, &files).map_err(|e| e.to_string())?;
         if policy.manifest.kind != GuestKind::AlertRule {
             return Err(format!("`{name}` is not an alert rule"));
@@ -435,19 +425,24 @@ impl Reloader {
         result
     }
 
-    /// Start recorded version `v` again, from the manifest and component in the store.
-    fn deploy_recorded(&mut self, v: &PolicyVersion, actor: &str) -> Result<(), String> {
+    /// The files of recorded version `v`: its manifest and component, from the store.
+    fn recorded_files(&self, v: &PolicyVersion) -> Result<PolicyFiles, String> {
         let component = self
             .store
             .component(&v.sha256)
             .map_err(|e| e.to_string())?
             .ok_or_else(|| format!("component {} is not in the store", v.sha256))?;
-        let files = PolicyFiles {
+        Ok(PolicyFiles {
             name: v.policy.clone(),
             path: self.dir.join(format!("{}.toml", v.policy)),
             text: v.manifest.clone(),
             component,
-        };
+        })
+    }
+
+    /// Start recorded version `v` again, from the manifest and component in the store.
+    fn deploy_recorded(&mut self, v: &PolicyVersion, actor: &str) -> Result<(), String> {
+        let files = self.recorded_files(v)?;
         let fp = fingerprint(&files);
         self.deploy_confirmed(files, &fp, actor, false)
     }

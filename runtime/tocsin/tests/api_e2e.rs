@@ -11,19 +11,6 @@ use std::process::{Command, Stdio};
 
 use common::*;
 
-/// A policy set of one collector (the host summary, every second).
-fn collector_policies(dir: &Path) {
-    std::fs::write(
-        dir.join("host-basics.toml"),
-        format!(
-            "kind = \"collector\"\ncomponent = \"{}\"\ninterval = \"1s\"\n\
-             grants = [\"sensors\"]\n[budgets]\ndeadline_ms = 2000\n",
-            guest("host_basics")
-        ),
-    )
-    .expect("policy");
-}
-
 fn tocsin(args: &[&str], data: &Path) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_tocsin"))
         .args(args)
@@ -135,7 +122,7 @@ fn the_real_binary_guards_its_api_with_tokens() {
 #[test]
 fn prometheus_scrapes_metrics_with_a_token() {
     let policies = tempfile::tempdir().expect("tempdir");
-    collector_policies(policies.path());
+    write_collector(policies.path());
     let data = tempfile::tempdir().expect("tempdir");
     let port = free_port();
     let _tocsin = start(policies.path(), data.path(), port);
@@ -338,7 +325,7 @@ fn nagios(line: &str) -> (String, Vec<(String, f64, String)>) {
 #[test]
 fn nagios_checks_read_a_running_instance() {
     let policies = tempfile::tempdir().expect("tempdir");
-    collector_policies(policies.path());
+    write_collector(policies.path());
     let data = tempfile::tempdir().expect("tempdir");
     let port = free_port();
     let _tocsin = start(policies.path(), data.path(), port);
@@ -455,7 +442,7 @@ fn free_udp_port() -> u16 {
 #[test]
 fn snmp_tools_read_the_health_score_and_walk_the_tree() {
     let policies = tempfile::tempdir().expect("tempdir");
-    collector_policies(policies.path());
+    write_collector(policies.path());
     let scorer = std::fs::read_to_string(repo().join("policies/fleet-health.toml"))
         .expect("fleet-health.toml")
         .replace(

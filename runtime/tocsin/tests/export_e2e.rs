@@ -22,15 +22,7 @@ fn spawn(program: &str, args: &[String]) -> Killed {
 
 /// A collector every second and a rule that fires on any CPU reading.
 fn firing_policies(dir: &Path) {
-    std::fs::write(
-        dir.join("host-basics.toml"),
-        format!(
-            "kind = \"collector\"\ncomponent = \"{}\"\ninterval = \"1s\"\n\
-             grants = [\"sensors\"]\n[budgets]\ndeadline_ms = 2000\n",
-            guest("host_basics")
-        ),
-    )
-    .expect("collector");
+    write_collector(dir);
     std::fs::write(
         dir.join("cpu-any.toml"),
         format!(

@@ -207,3 +207,16 @@ impl Drop for Killed {
         let _ = self.0.wait();
     }
 }
+
+/// Write `host-basics.toml` into `dir`: the host collector every second.
+pub fn write_collector(dir: &Path) {
+    std::fs::write(
+        dir.join("host-basics.toml"),
+        format!(
+            "kind = \"collector\"\ncomponent = \"{}\"\ninterval = \"1s\"\n\
+             grants = [\"sensors\"]\n[budgets]\ndeadline_ms = 2000\n",
+            guest("host_basics")
+        ),
+    )
+    .expect("collector policy");
+}
