@@ -206,6 +206,19 @@ impl Reloader {
             .insert(name.to_string(), (fp, format!("{error}{keeps}")));
     }
 
+    /// The grants new versions of `name` are compared with: the running version's, else
+    /// the recorded current one's (at a start); `None` for a new policy.
+    fn granted(&self, name: &str) -> Result<Option<BTreeSet<String>>, String> {
+        match self.running.get(name) {
+            Some(r) => Ok(Some(r.grants.clone())),
+            None => Ok(self
+                .store
+                .current_policy_version(name)
+                .map_err(|e| e.to_string())?
+                .map(|v| v.grants.into_iter().collect())),
+        }
+    }
+
     /// Load, check and start one version; on error nothing changes.
     /// `record`: record a new version (a rollback returns to a recorded one instead).
     fn deploy(
@@ -227,14 +240,7 @@ impl Reloader {
             return Err(format!("{}: {}", files.path.display(), failed.join("; ")));
         }
         let grants: BTreeSet<String> = policy.manifest.grants.iter().cloned().collect();
-        let before: Option<BTreeSet<String>> = match self.running.get(&policy.name) {
-            Some(r) => Some(r.grants.clone()),
-            None => self
-                .store
-                .current_policy_version(&policy.name)
-                .map_err(|e| e.to_string())?
-                .map(|v| v.grants.into_iter().collect()),
-        };
+        let before = self.granted(&policy.name)?;
         if let Some(before) = before {
             let added: Vec<&String> = grants.difference(&before).collect();
             if !added.is_empty() && !self.allow_new_grants {
@@ -553,14 +559,7 @@ impl Reloader {
         let parsed =
             tocsin_policy::Manifest::parse(&text, &path).map_err(|e| R::Invalid(e.to_string()))?;
         let grants: BTreeSet<String> = parsed.grants.iter().cloned().collect();
-        let before: Option<BTreeSet<String>> = match self.running.get(name) {
-            Some(r) => Some(r.grants.clone()),
-            None => self
-                .store
-                .current_policy_version(name)
-                .map_err(|e| R::Invalid(e.to_string()))?
-                .map(|v| v.grants.into_iter().collect()),
-        };
+        let before = self.granted(name).map_err(R::Invalid)?;
         if let Some(before) = &before {
             let added: Vec<String> = grants.difference(before).cloned().collect();
             if !added.is_empty() && !allow_new_grants && !self.allow_new_grants {
