@@ -2,6 +2,7 @@
 //! `admin.token` in the data directory, mode 0600, when the store has no admin), and
 //! `tocsin token create|list|revoke` on a stopped instance's store.
 
+use crate::run::now_ms;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -11,13 +12,6 @@ use tocsin_store::{AuditEntry, Store, TokenRecord};
 
 /// The file the first admin token is written to.
 pub const ADMIN_TOKEN_FILE: &str = "admin.token";
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
 
 /// Create token `name` in `store`, audited as `actor`; answers the secret.
 pub fn create(

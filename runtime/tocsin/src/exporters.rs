@@ -3,6 +3,7 @@
 //! alerts forwarded to Alertmanagers (the router's view of them, shadow rules left out);
 //! their counters on `/metrics`.
 
+use crate::run::now_ms;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -13,13 +14,6 @@ use tocsin_api::Family;
 use tocsin_export::snmp::{self, AgentStats, Tree, Value};
 use tocsin_export::{AlertmanagerConfig, RemoteWriteConfig, SnmpConfig};
 use tocsin_store::Store;
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
 
 /// The objects under the base OID, as documented in docs/api.md: `(arc, name)`.
 pub const OBJECTS: &[(u32, &str)] = &[
