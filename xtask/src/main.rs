@@ -4,6 +4,7 @@
 //! - `test`         install missing test packages, build guests, run the whole suite
 //! - `bench`        build guests, run every benchmark in release, write target/bench.json
 //! - `guests`       add the wasm targets if missing and build the guests workspace
+//! - `tools`        install componentize-py and jco (Python and JS rules) under target/tools
 
 mod manifest_doc;
 
@@ -35,6 +36,14 @@ fn main() -> anyhow::Result<()> {
         "test" => test(&root, &rest),
         "bench" => bench(&root),
         "fuzz" => fuzz(&root, &rest),
+        "tools" => {
+            let path = tools(&root)?;
+            eprintln!(
+                "xtask: rule toolchains installed; put them on PATH with\n  export PATH={}:$PATH",
+                path.join(":")
+            );
+            Ok(())
+        }
         "docs" => {
             let text = manifest_doc::render(&root)?;
             std::fs::write(root.join("docs/manifest.md"), text)?;
@@ -42,7 +51,7 @@ fn main() -> anyhow::Result<()> {
             Ok(())
         }
         other => bail!(
-            "unknown task `{other}`\nusage: cargo xtask <run [ARGS] | test [FILTER] | bench | guests | fuzz [SECONDS] [TARGET..] | docs>"
+            "unknown task `{other}`\nusage: cargo xtask <run [ARGS] | test [FILTER] | bench | guests | tools | fuzz [SECONDS] [TARGET..] | docs>"
         ),
     }
 }
@@ -142,6 +151,68 @@ fn install_packages() -> anyhow::Result<()> {
     )
 }
 
+/// The Python and JavaScript rule toolchains `tocsin rule build` runs, at the versions it
+/// was tested with, installed under `target/tools` (a venv and an npm prefix). Returns the
+/// directories to put on PATH.
+fn tools(root: &Path) -> anyhow::Result<Vec<String>> {
+    let dir = root.join("target/tools");
+    let venv = dir.join("py");
+    let py_bin = venv.join("bin");
+    if !py_bin.join("componentize-py").is_file() {
+        let venv_ok = |venv: &Path| {
+            Command::new("python3")
+                .args(["-m", "venv"])
+                .arg(venv)
+                .status()
+                .is_ok_and(|s| s.success())
+        };
+        if !venv_ok(&venv) {
+            eprintln!("xtask: python3 -m venv failed; installing python3-venv");
+            status(
+                Command::new("apt-get")
+                    .args([
+                        "install",
+                        "-y",
+                        "-qq",
+                        "--no-install-recommends",
+                        "python3-venv",
+                    ])
+                    .env("DEBIAN_FRONTEND", "noninteractive"),
+            )?;
+            if !venv_ok(&venv) {
+                bail!("python3 -m venv {} failed", venv.display());
+            }
+        }
+        status(Command::new(py_bin.join("pip")).args([
+            "install",
+            "-q",
+            "componentize-py==0.25.1",
+        ]))?;
+    }
+    let js = dir.join("js");
+    let js_bin = js.join("node_modules/.bin");
+    if !js_bin.join("jco").is_file() {
+        std::fs::create_dir_all(&js)?;
+        status(
+            Command::new("npm")
+                .args(["install", "--silent", "--no-audit", "--no-fund", "--prefix"])
+                .arg(&js)
+                .arg("@bytecodealliance/jco@1.34.0"),
+        )?;
+    }
+    Ok([py_bin, js_bin]
+        .iter()
+        .map(|p| p.display().to_string())
+        .collect())
+}
+
+/// PATH with `dirs` in front.
+fn path_with(dirs: &[String]) -> String {
+    let mut all = dirs.to_vec();
+    all.push(std::env::var("PATH").unwrap_or_default());
+    all.join(":")
+}
+
 fn which(cmd: &str) -> Option<PathBuf> {
     let path = std::env::var_os("PATH")?;
     std::env::split_paths(&path)
@@ -151,6 +222,8 @@ fn which(cmd: &str) -> Option<PathBuf> {
 
 fn test(root: &Path, filter: &[String]) -> anyhow::Result<()> {
     install_packages()?;
+    // The Python and JS rule end-to-end tests run `tocsin rule build` with these on PATH.
+    let path = path_with(&tools(root)?);
     guests(root)?;
     // The SDK's and the guests' own unit tests run on the host: rules are plain Rust.
     status(
@@ -169,7 +242,8 @@ fn test(root: &Path, filter: &[String]) -> anyhow::Result<()> {
             cargo()
                 .current_dir(root)
                 .args(["nextest", "run", "--workspace", "--no-fail-fast"])
-                .args(filter),
+                .args(filter)
+                .env("PATH", &path),
         )?;
         // nextest does not run doctests.
         status(
@@ -182,13 +256,16 @@ fn test(root: &Path, filter: &[String]) -> anyhow::Result<()> {
             cargo()
                 .current_dir(root)
                 .args(["test", "--workspace"])
-                .args(filter),
+                .args(filter)
+                .env("PATH", &path),
         )
     }
 }
 
 fn bench(root: &Path) -> anyhow::Result<()> {
     guests(root)?;
+    // The reload bench builds the Python and JS example rules.
+    let path = path_with(&tools(root)?);
     let mut figures = Vec::new();
     for (package, bench) in [
         ("tocsin-engine", "engine"),
@@ -199,6 +276,7 @@ fn bench(root: &Path) -> anyhow::Result<()> {
         let mut cmd = cargo();
         cmd.current_dir(root)
             .args(["bench", "-p", package, "--bench", bench])
+            .env("PATH", &path)
             .stdout(Stdio::piped());
         eprintln!("xtask: {cmd:?}");
         let out = cmd.spawn()?.wait_with_output()?;

@@ -198,9 +198,10 @@ enum RuleCommand {
     New {
         /// The rule's name (lower-case letters, digits, `-`).
         name: String,
-        /// Only `rust` today (Python and JavaScript rules are built with their own tools).
-        #[arg(long, default_value = "rust", value_parser = ["rust"])]
-        lang: String,
+        /// The language: `rust` (a crate in guests/alerts), `python` (componentize-py) or
+        /// `js` (jco); the last two live in rules/NAME.
+        #[arg(long, value_enum, default_value = "rust")]
+        lang: rule_new::Lang,
         /// The checkout's root.
         #[arg(long, default_value = ".")]
         root: PathBuf,
@@ -391,11 +392,9 @@ fn main() -> ExitCode {
                 .map_err(anyhow::Error::from)
         }
         Command::Rule(RuleCommand::Test { manifests }) => rule_test(&manifests),
-        Command::Rule(RuleCommand::New {
-            name,
-            lang: _,
-            root,
-        }) => rule_new::new_rule(&root, &name),
+        Command::Rule(RuleCommand::New { name, lang, root }) => {
+            rule_new::new_rule(&root, &name, lang)
+        }
         Command::Rule(RuleCommand::Build { name, root }) => rule_new::build_rule(&root, &name),
         Command::Rule(RuleCommand::Backtest {
             name,

@@ -15,10 +15,15 @@ pub struct Target {
     /// A file holding the token.
     #[arg(long)]
     pub token_file: Option<PathBuf>,
-    /// Give up after this many seconds (UNKNOWN).
+    /// Give up after this many seconds (UNKNOWN). Deploys, rollbacks and backtests compile
+    /// a component on the server (seconds for Python/JS guests) and wait at least
+    /// `POST_TIMEOUT_SECS`.
     #[arg(long, default_value_t = 10)]
     pub timeout: u64,
 }
+
+/// The least time a POST (deploy, rollback, backtest) is given.
+const POST_TIMEOUT_SECS: u64 = 300;
 
 impl Target {
     /// GET `path_and_query`: the JSON body of a 200, else an error naming the status.
@@ -69,7 +74,9 @@ impl Target {
         body: &serde_json::Value,
     ) -> Result<(u16, serde_json::Value), String> {
         let agent: ureq::Agent = ureq::Agent::config_builder()
-            .timeout_global(Some(std::time::Duration::from_secs(self.timeout)))
+            .timeout_global(Some(std::time::Duration::from_secs(
+                self.timeout.max(POST_TIMEOUT_SECS),
+            )))
             .http_status_as_error(false)
             .build()
             .into();

@@ -383,8 +383,9 @@ fn scratch_checkout(root: &Path) {
     .expect("lock");
 }
 
-#[test]
-fn rule_new_build_test_and_deploy_a_rust_rule() {
+/// `rule new NAME --lang LANG` → `rule build` → `rule test` → `rule deploy` to a running
+/// instance, in a scratch checkout; `built` is the component file `rule build` names.
+fn new_build_test_deploy(lang: &str, name: &str, built: &str) {
     let (checkout, data, empty) = (
         tempfile::tempdir().expect("tempdir"),
         tempfile::tempdir().expect("tempdir"),
@@ -399,20 +400,21 @@ fn rule_new_build_test_and_deploy_a_rust_rule() {
             .expect("tocsin");
         let said = String::from_utf8_lossy(&out.stdout).to_string()
             + &String::from_utf8_lossy(&out.stderr);
-        assert!(out.status.success(), "{args:?}: {said}");
+        assert!(
+            out.status.success(),
+            "{args:?}: {said}\n(Python and JS rules need `cargo xtask tools` on PATH; \
+             `cargo xtask test` does that)"
+        );
         said
     };
-    tocsin(&["rule", "new", "e2e-load", "--root", &root]);
-    let said = tocsin(&["rule", "build", "e2e-load", "--root", &root]);
-    assert!(
-        said.contains("e2e_load.wasm") && said.contains("sha256"),
-        "{said}"
-    );
-    let manifest = checkout.path().join("policies/e2e-load.toml");
+    tocsin(&["rule", "new", name, "--lang", lang, "--root", &root]);
+    let said = tocsin(&["rule", "build", name, "--root", &root]);
+    assert!(said.contains(built) && said.contains("sha256"), "{said}");
+    let manifest = checkout.path().join(format!("policies/{name}.toml"));
     let said = tocsin(&["rule", "test", &manifest.display().to_string()]);
     assert!(
-        said.contains("ok   e2e-load: fires above 4")
-            && said.contains("ok   e2e-load: quiet below 4"),
+        said.contains(&format!("ok   {name}: fires above 4"))
+            && said.contains(&format!("ok   {name}: quiet below 4")),
         "{said}"
     );
     let port = free_port();
@@ -428,8 +430,42 @@ fn rule_new_build_test_and_deploy_a_rust_rule() {
         "--token-file",
         &token,
     ]);
-    assert!(said.contains("deployed e2e-load version 1"), "{said}");
-    assert_eq!(version(port, "e2e-load"), Some(1));
+    assert!(
+        said.contains(&format!("deployed {name} version 1")),
+        "{said}"
+    );
+    assert_eq!(version(port, name), Some(1));
+    // The deployed guest runs in the live evaluator: a high load makes it signal.
+    let (status, _) = send(
+        port,
+        "POST",
+        "/api/metrics",
+        r#"{"samples": [{"name": "load1", "labels": {"host": "e2e"}, "value": 9}]}"#,
+    )
+    .expect("ingest");
+    assert_eq!(status, 200);
+    let conditions = wait_for("the deployed rule's signal", || {
+        let (_, rule) = get(port, &format!("/api/rules/{name}"))?;
+        let outcome = &rule["last_evaluation"]["outcome"];
+        (outcome["kind"] == "conditions").then(|| outcome["conditions"].clone())
+    });
+    assert_eq!(conditions[0]["value"], 9.0, "{conditions}");
+    assert_eq!(conditions[0]["labels"]["host"], "e2e", "{conditions}");
+}
+
+#[test]
+fn rule_new_build_test_and_deploy_a_rust_rule() {
+    new_build_test_deploy("rust", "e2e-load", "e2e_load.wasm");
+}
+
+#[test]
+fn rule_new_build_test_and_deploy_a_python_rule() {
+    new_build_test_deploy("python", "py-load", "rules/py-load/py-load.wasm");
+}
+
+#[test]
+fn rule_new_build_test_and_deploy_a_js_rule() {
+    new_build_test_deploy("js", "js-load", "rules/js-load/js-load.wasm");
 }
 
 #[test]
