@@ -7,6 +7,7 @@
 mod access;
 mod alerts;
 pub mod auth;
+mod clients;
 mod error;
 mod exposition;
 pub mod grafana;

@@ -113,7 +113,7 @@ impl Endpoint {
 /// configuration says scrapers come without a token).
 #[rustfmt::skip]
 pub fn endpoints(metrics: Need) -> Vec<Endpoint> {
-    use crate::{access, alerts, guests, ingest, login, logs, notify, openapi, policies, prom_api, scrape};
+    use crate::{access, alerts, clients, guests, ingest, login, logs, notify, openapi, policies, prom_api, scrape};
     use Method as M;
     use Need::{Admin, Client, Operator, Page, Public};
     vec![
@@ -136,6 +136,10 @@ pub fn endpoints(metrics: Need) -> Vec<Endpoint> {
             .io(Input::Protobuf, Output::Empty),
         at(M::GET, "/api/logs", Operator, "Log records, newest first", get(logs::list)).query(&["source", "level", "since", "limit"]),
         at(M::GET, "/api/logs/summary", Operator, "Log records per source and level over the last hours", get(logs::summary)).query(&["hours"]),
+        at(M::GET, "/api/clients", Operator, "Fleet clients: liveness, health, 24 h log counts; MQTT ingest counters", get(clients::list)),
+        at(M::GET, "/api/clients/summary", Operator, "Log records per client and level over the last 24 h", get(clients::summary)),
+        at(M::GET, "/api/clients/{id}", Operator, "One fleet client", get(clients::one)),
+        at(M::GET, "/api/clients/{id}/logs", Operator, "A client's log records, newest first", get(clients::logs)).query(&["level", "limit", "since"]),
         at(M::GET, "/api/alerts", Operator, "Alert records", get(alerts::list)).query(&["phase", "rule"]),
         at(M::GET, "/api/alerts/history", Operator, "Alert changes, newest first", get(alerts::history)).query(&["rule", "since", "limit"]),
         at(M::GET, "/api/rules", Operator, "Each rule's newest evaluation", get(alerts::rules)),

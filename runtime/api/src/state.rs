@@ -129,6 +129,7 @@ struct Inner {
     tokens: Tokens,
     limits: RwLock<Limits>,
     metrics_sources: Sources,
+    fleet: RwLock<Option<Arc<tocsin_fleet::Stats>>>,
 }
 
 /// The added metrics sources.
@@ -176,6 +177,7 @@ impl AppState {
                 tokens: Tokens::default(),
                 limits: RwLock::new(Limits::default()),
                 metrics_sources: Sources::default(),
+                fleet: RwLock::new(None),
             }),
         }
     }
@@ -308,6 +310,20 @@ impl AppState {
             self.inner.tokens.replace(&store.tokens()?);
         }
         Ok(())
+    }
+
+    /// The MQTT fleet's counters (when the fleet runs).
+    pub fn set_fleet(&self, stats: Arc<tocsin_fleet::Stats>) {
+        *self.inner.fleet.write().unwrap_or_else(|e| e.into_inner()) = Some(stats);
+    }
+
+    /// The MQTT fleet's counters.
+    pub fn fleet(&self) -> Option<Arc<tocsin_fleet::Stats>> {
+        self.inner
+            .fleet
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// Set the request limits (read when the router is built).

@@ -31,6 +31,8 @@ pub struct Config {
     pub notify: tocsin_notify::NotifyConfig,
     /// The SNMPv2c agent (off by default).
     pub snmp: tocsin_export::SnmpConfig,
+    /// The MQTT client fleet: embedded broker, topic prefixes, liveness.
+    pub mqtt: tocsin_fleet::MqttConfig,
     /// Prometheus remote_write of every stored sample (off by default).
     pub remote_write: tocsin_export::RemoteWriteConfig,
     /// Forwarding of alerts to an external Alertmanager (off by default).
@@ -137,6 +139,7 @@ impl Default for Config {
             mail: tocsin_notify::MailConfig::default(),
             notify: tocsin_notify::NotifyConfig::default(),
             snmp: tocsin_export::SnmpConfig::default(),
+            mqtt: tocsin_fleet::MqttConfig::default(),
             remote_write: tocsin_export::RemoteWriteConfig::default(),
             alertmanager: tocsin_export::AlertmanagerConfig::default(),
             log: LogConfig::default(),
@@ -315,6 +318,11 @@ fn validate(config: &Config, fig: &Figment) -> Result<(), ConfigError> {
                 )));
             }
         }
+    }
+    if config.mqtt.enabled
+        && let Err(e) = config.mqtt.validate()
+    {
+        return Err(ConfigError(format!("{e}, from {}", origin("mqtt"))));
     }
     if let Err(e) = config.mail.validate() {
         return Err(ConfigError(format!("{e}, from {}", origin("mail"))));

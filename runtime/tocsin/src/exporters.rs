@@ -246,3 +246,45 @@ pub fn spawn_remote_write(
     tracing::info!(receivers = config.urls.len(), "remote_write on");
     Ok(())
 }
+
+/// The MQTT fleet's counters on `/metrics`.
+pub fn fleet_metrics(state: &AppState, stats: Arc<tocsin_fleet::Stats>) {
+    state.add_metrics(Arc::new(move || {
+        let n = |c: &std::sync::atomic::AtomicU64| c.load(Ordering::Relaxed) as f64;
+        let outcome = |o: &str| vec![("outcome".to_string(), o.to_string())];
+        vec![
+            Family {
+                name: "tocsin_mqtt_messages_total".into(),
+                kind: "counter",
+                help: "Fleet MQTT messages received, and those refused as malformed".into(),
+                points: vec![
+                    (outcome("received"), n(&stats.received)),
+                    (outcome("malformed"), n(&stats.malformed)),
+                    (outcome("dropped_info"), n(&stats.dropped_info)),
+                ],
+            },
+            Family {
+                name: "tocsin_mqtt_ingested_total".into(),
+                kind: "counter",
+                help: "What fleet messages stored: samples, log records, heartbeats".into(),
+                points: vec![
+                    (vec![("kind".into(), "samples".into())], n(&stats.samples)),
+                    (vec![("kind".into(), "logs".into())], n(&stats.logs)),
+                    (
+                        vec![("kind".into(), "heartbeats".into())],
+                        n(&stats.heartbeats),
+                    ),
+                ],
+            },
+            Family {
+                name: "tocsin_mqtt_connected".into(),
+                kind: "gauge",
+                help: "1 while Tocsin's subscriber is connected to the broker".into(),
+                points: vec![(
+                    vec![],
+                    f64::from(u8::from(stats.connected.load(Ordering::Relaxed))),
+                )],
+            },
+        ]
+    }));
+}

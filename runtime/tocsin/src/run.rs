@@ -126,6 +126,16 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         stop.clone(),
     )
     .context("starting the daily digest thread")?;
+    if config.mqtt.enabled {
+        let stats = tocsin_fleet::start(&config.mqtt, store.clone(), stop.clone()).with_context(|| {
+            format!(
+                "starting the MQTT fleet (mqtt.listen {}: set another address, use an external                  broker with mqtt.embedded = false, or mqtt.enabled = false)",
+                config.mqtt.listen
+            )
+        })?;
+        crate::exporters::fleet_metrics(&state, stats.clone());
+        state.set_fleet(stats);
+    }
     crate::exporters::spawn_snmp(&config.snmp, state.clone(), store.clone(), stop.clone())?;
     crate::exporters::spawn_alertmanager(
         &config.alertmanager,

@@ -102,6 +102,8 @@ fn spawn_run(
         dirs.insert(port, data.to_path_buf());
     }
     let child = Command::new(env!("CARGO_BIN_EXE_tocsin"))
+        // Each instance's embedded broker on its own port (an `env` entry may override).
+        .env("TOCSIN_MQTT__LISTEN", format!("127.0.0.1:{}", free_port()))
         .envs(env.iter().copied())
         .args(["run", "--listen", &format!("127.0.0.1:{port}")])
         .args(args)
