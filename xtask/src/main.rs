@@ -272,6 +272,7 @@ fn bench(root: &Path) -> anyhow::Result<()> {
         ("tocsin-store", "store"),
         ("tocsin-alerting", "rules"),
         ("tocsin", "reload"),
+        ("tocsin", "fleet"),
     ] {
         let mut cmd = cargo();
         cmd.current_dir(root)

@@ -30,7 +30,7 @@ pub fn start(
         connections: ConnectionSettings {
             connection_timeout_ms: 5000,
             max_payload_size: max_payload_bytes,
-            max_inflight_count: 500,
+            max_inflight_count: 10_000,
             auth: (!users.is_empty()).then(|| users.clone().into_iter().collect()),
             external_auth: None,
             dynamic_filters: true,
@@ -40,7 +40,7 @@ pub fn start(
         id: 0,
         router: RouterConfig {
             max_connections: 10_010,
-            max_outgoing_packet_count: 200,
+            max_outgoing_packet_count: 10_000,
             max_segment_size: 100 * 1024 * 1024,
             max_segment_count: 10,
             custom_segment: None,

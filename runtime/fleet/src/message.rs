@@ -124,20 +124,24 @@ struct JsonSample {
     value: f64,
 }
 
-/// A metrics message: `{"samples": [...]}` or the bare list.
+/// A metrics message `{"samples": [...]}` (or the bare list, parsed directly).
 #[derive(Debug, Deserialize)]
-#[serde(untagged)]
-enum JsonMetrics {
-    Batch { samples: Vec<JsonSample> },
-    List(Vec<JsonSample>),
+#[serde(deny_unknown_fields)]
+struct JsonBatch {
+    samples: Vec<JsonSample>,
 }
 
 /// The samples of a metrics message, each labelled `client=ID` (a client cannot write
 /// another's series).
 pub fn metrics(client: &str, payload: &[u8], now_ms: i64) -> Result<Vec<Sample>, MessageError> {
-    let parsed: JsonMetrics = serde_json::from_slice(payload).map_err(payload_error)?;
-    let list = match parsed {
-        JsonMetrics::Batch { samples } | JsonMetrics::List(samples) => samples,
+    // Picked by the first byte: an untagged enum would buffer the whole payload first.
+    let list: Vec<JsonSample> = match payload.iter().find(|b| !b.is_ascii_whitespace()) {
+        Some(b'[') => serde_json::from_slice(payload).map_err(payload_error)?,
+        _ => {
+            serde_json::from_slice::<JsonBatch>(payload)
+                .map_err(payload_error)?
+                .samples
+        }
     };
     if list.len() > MAX_SAMPLES {
         return Err(MessageError::Payload(format!(
