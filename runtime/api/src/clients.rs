@@ -67,13 +67,11 @@ fn health_of(store: &Store, client: &str) -> Result<Option<Value>, tocsin_store:
 pub async fn list(State(state): State<AppState>) -> Result<Json<Value>, AppError> {
     let now = now_ms();
     let clients = blocking(&state, move |store| {
-        let counts = client_counts(store, now, 24)?;
+        let counts: std::collections::HashMap<String, [u64; 4]> =
+            client_counts(store, now, 24)?.into_iter().collect();
         let mut out = Vec::new();
         for l in store.all_liveness()? {
-            let c = counts
-                .iter()
-                .find(|(id, _)| *id == l.client)
-                .map(|(_, c)| c);
+            let c = counts.get(&l.client);
             out.push(client_json(&l, health_of(store, &l.client)?, c, now));
         }
         Ok(out)
@@ -106,6 +104,7 @@ pub async fn one(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, AppError> {
+    tocsin_fleet::message::check_client(&id).map_err(AppError::bad_request)?;
     let now = now_ms();
     let found = blocking(&state, move |store| {
         let Some(l) = store.liveness(&id)? else {

@@ -68,11 +68,20 @@ impl Default for MqttConfig {
 }
 
 impl MqttConfig {
-    /// The broker to subscribe to: `broker`, or the embedded one.
+    /// The broker to subscribe to: `broker`, or the embedded one (over loopback when it
+    /// listens on every address).
     pub fn broker_addr(&self) -> String {
-        self.broker
-            .clone()
-            .unwrap_or_else(|| self.listen.to_string())
+        self.broker.clone().unwrap_or_else(|| {
+            let mut at = self.listen;
+            if at.ip().is_unspecified() {
+                at.set_ip(if at.is_ipv4() {
+                    std::net::Ipv4Addr::LOCALHOST.into()
+                } else {
+                    std::net::Ipv6Addr::LOCALHOST.into()
+                });
+            }
+            at.to_string()
+        })
     }
 
     /// Check what serde cannot.
@@ -86,6 +95,34 @@ impl MqttConfig {
                     "mqtt.prefixes: `{p}` must be a non-empty topic without wildcards or outer `/`"
                 ));
             }
+        }
+        for (i, p) in self.prefixes.iter().enumerate() {
+            if let Some(q) = self.prefixes[..i].iter().find(|q| {
+                *q == p || p.starts_with(&format!("{q}/")) || q.starts_with(&format!("{p}/"))
+            }) {
+                return Err(format!("mqtt.prefixes: `{p}` overlaps `{q}`"));
+            }
+        }
+        let id_ok = (1..=64).contains(&self.client_id.len())
+            && !self.client_id.contains(['/', '+', '#', '$'])
+            && self.client_id.chars().all(|c| c.is_ascii_graphic());
+        if !id_ok {
+            return Err(format!(
+                "mqtt.client_id `{}`: 1-64 printable characters without `/ + # $`",
+                self.client_id.escape_default()
+            ));
+        }
+        if self.username.is_some() != self.password.is_some() {
+            return Err("mqtt.username and mqtt.password go together".into());
+        }
+        if self.embedded && !self.listen.ip().is_loopback() && self.users.is_empty() {
+            return Err(format!(
+                "mqtt.listen {} reaches beyond this machine: give mqtt.users (anonymous clients only on loopback)",
+                self.listen
+            ));
+        }
+        for c in &self.debug_clients {
+            crate::message::check_client(c).map_err(|e| format!("mqtt.debug_clients: {e}"))?;
         }
         if self.stale_after.is_zero() || self.offline_after <= self.stale_after {
             return Err("mqtt: need 0 < stale_after < offline_after".into());
@@ -137,5 +174,60 @@ impl std::fmt::Debug for MqttConfig {
             .field("stale_after", &self.stale_after)
             .field("offline_after", &self.offline_after)
             .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with(edit: impl FnOnce(&mut MqttConfig)) -> Result<(), String> {
+        let mut c = MqttConfig::default();
+        edit(&mut c);
+        c.validate()
+    }
+
+    #[test]
+    fn the_default_is_valid_and_mistakes_are_named() {
+        assert_eq!(with(|_| {}), Ok(()));
+        type Edit = Box<dyn FnOnce(&mut MqttConfig)>;
+        let cases: [(&str, Edit); 9] = [
+            ("prefixes", Box::new(|c| c.prefixes = vec!["a/#".into()])),
+            (
+                "overlaps",
+                Box::new(|c| c.prefixes = vec!["a".into(), "a/b".into()]),
+            ),
+            ("client_id", Box::new(|c| c.client_id = String::new())),
+            ("client_id", Box::new(|c| c.client_id = "a/b".into())),
+            ("go together", Box::new(|c| c.username = Some("u".into()))),
+            (
+                "beyond this machine",
+                Box::new(|c| c.listen = "0.0.0.0:1883".parse().expect("addr")),
+            ),
+            (
+                "debug_clients",
+                Box::new(|c| c.debug_clients = vec!["a b".into()]),
+            ),
+            ("stale_after", Box::new(|c| c.offline_after = c.stale_after)),
+            (
+                "own login",
+                Box::new(|c| {
+                    c.users.insert("dev".into(), "pw".into());
+                }),
+            ),
+        ];
+        for (want, edit) in cases {
+            let err = with(edit).expect_err(want);
+            assert!(err.contains(want), "{err} (wanted {want})");
+        }
+    }
+
+    #[test]
+    fn an_embedded_broker_on_every_address_is_reached_over_loopback() {
+        let c = MqttConfig {
+            listen: "0.0.0.0:1999".parse().expect("addr"),
+            ..MqttConfig::default()
+        };
+        assert_eq!(c.broker_addr(), "127.0.0.1:1999");
     }
 }

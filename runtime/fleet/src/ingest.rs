@@ -3,7 +3,7 @@
 //! samples, logs, heartbeats and health in batches and acknowledges each message only
 //! after its batch is committed, so an acknowledged message survives `kill -9`.
 
-use std::collections::HashSet;
+use std::collections::{HashSet, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError};
@@ -18,6 +18,12 @@ use crate::{FleetError, MqttConfig, Stats, now_ms};
 
 /// Messages taken into one store batch.
 const BATCH: usize = 4096;
+
+/// Samples taken into one store batch (bounds its memory).
+const BATCH_SAMPLES: usize = 200_000;
+
+/// The largest packet MQTT can carry (268,435,455 bytes of remaining length).
+const MQTT_MAX_PACKET: usize = 268_435_455 + 5;
 
 /// The kv namespace of client health reports (not a valid guest name, so no guest's).
 pub const HEALTH_NAMESPACE: &str = "@fleet/health";
@@ -40,15 +46,23 @@ pub fn spawn(
         .set_manual_acks(true)
         .set_keep_alive(Duration::from_secs(5))
         .set_inflight(1000)
-        .set_max_packet_size(config.max_payload_bytes + 1024, 64 * 1024);
+        // Read any packet the protocol allows: a larger one would drop the connection
+        // before `Decoder` could refuse it, and the broker would redeliver it forever.
+        .set_max_packet_size(MQTT_MAX_PACKET, 64 * 1024);
     if let (Some(user), Some(pass)) = (&config.username, &config.password) {
         options.set_credentials(user, pass);
     }
     let (client, mut connection) = Client::new(options, 10_000);
-    let (tx, rx) = std::sync::mpsc::sync_channel::<Publish>(20_000);
+    let (tx, rx) = std::sync::mpsc::sync_channel::<Received>(20_000);
     let filters: Vec<String> = config.prefixes.iter().map(|p| format!("{p}/+/#")).collect();
     let reader_client = client.clone();
-    let (reader_stats, reader_stop) = (stats.clone(), stop.clone());
+    let decoder = Decoder {
+        stats: stats.clone(),
+        prefixes: config.prefixes.clone(),
+        debug_clients: config.debug_clients.iter().cloned().collect(),
+        max_payload: config.max_payload_bytes,
+    };
+    let reader_stop = stop.clone();
     std::thread::Builder::new()
         .name("mqtt-reader".into())
         .spawn(move || {
@@ -57,18 +71,12 @@ pub fn spawn(
                 &reader_client,
                 &filters,
                 tx,
-                &reader_stats,
+                &decoder,
                 &reader_stop,
             )
         })
         .map_err(|e| FleetError::Broker(format!("starting the MQTT reader: {e}")))?;
-    let writer = Writer {
-        store,
-        stats,
-        prefixes: config.prefixes.clone(),
-        debug_clients: config.debug_clients.iter().cloned().collect(),
-        max_payload: config.max_payload_bytes,
-    };
+    let writer = Writer { store, stats };
     std::thread::Builder::new()
         .name("mqtt-writer".into())
         .spawn(move || writer.run(&rx, &client, &stop))
@@ -76,22 +84,28 @@ pub fn spawn(
     Ok(())
 }
 
-/// Drive the connection: subscribe on every (re)connect, hand publishes to the writer,
-/// back off while the broker is unreachable.
+/// Drive the connection: subscribe on every (re)connect, decode publishes and hand them
+/// to the writer (decoding here overlaps with the writer's store commits), back off while
+/// the broker is unreachable.
 fn read(
     connection: &mut rumqttc::Connection,
     client: &Client,
     filters: &[String],
-    tx: SyncSender<Publish>,
-    stats: &Stats,
+    tx: SyncSender<Received>,
+    decoder: &Decoder,
     stop: &AtomicBool,
 ) {
+    let stats = &decoder.stats;
     let mut backoff = Duration::from_millis(250);
     while !stop.load(Ordering::Relaxed) {
         match connection.recv_timeout(Duration::from_millis(500)) {
             Err(_) => continue, // timeout: look at `stop`
             Ok(Ok(Event::Incoming(Packet::ConnAck(_)))) => {
                 backoff = Duration::from_millis(250);
+                // Acks of the previous connection's messages must not reach this one: the
+                // broker numbers packets per connection and redelivers the unacked.
+                stats.generation.fetch_add(1, Ordering::Relaxed);
+                stats.connected_at_ms.store(now_ms(), Ordering::Relaxed);
                 stats.connected.store(true, Ordering::Relaxed);
                 tracing::info!(filters = ?filters, "connected to the MQTT broker");
                 for f in filters {
@@ -101,7 +115,12 @@ fn read(
                 }
             }
             Ok(Ok(Event::Incoming(Packet::Publish(p)))) => {
-                let mut p = p;
+                let decoded = decoder.decode(&p, now_ms());
+                let mut p = Received {
+                    generation: stats.generation.load(Ordering::Relaxed),
+                    publish: p,
+                    decoded,
+                };
                 loop {
                     match tx.try_send(p) {
                         Ok(()) => break,
@@ -136,12 +155,37 @@ enum Life {
     Gone(String, i64),
 }
 
-struct Writer {
-    store: Arc<Store>,
+/// A message as the reader hands it to the writer.
+struct Received {
+    /// The connection it came on (see `Stats::generation`).
+    generation: u64,
+    publish: Publish,
+    decoded: Decoded,
+}
+
+/// What one message becomes.
+enum Decoded {
+    Samples(Vec<Sample>),
+    Log(LogRecord),
+    Life(Life),
+    /// The client, its health series, and the report (JSON) to keep.
+    Health(String, Vec<Sample>, Vec<u8>),
+    /// Nothing to store: an INFO/DEBUG log of a client without debug, or a malformed
+    /// message (counted already).
+    Nothing,
+}
+
+/// Turns messages into what they store, counting the malformed.
+struct Decoder {
     stats: Arc<Stats>,
     prefixes: Vec<String>,
     debug_clients: HashSet<String>,
     max_payload: usize,
+}
+
+struct Writer {
+    store: Arc<Store>,
+    stats: Arc<Stats>,
 }
 
 #[derive(Default)]
@@ -152,53 +196,32 @@ struct Batch {
     health: Vec<(String, Vec<u8>)>,
 }
 
-impl Writer {
-    fn run(&self, rx: &Receiver<Publish>, client: &Client, stop: &AtomicBool) {
-        let mut taken: Vec<Publish> = Vec::with_capacity(BATCH);
-        loop {
-            match rx.recv_timeout(Duration::from_millis(200)) {
-                Ok(p) => taken.push(p),
-                Err(RecvTimeoutError::Timeout) if !stop.load(Ordering::Relaxed) => continue,
-                Err(_) => return,
+impl Batch {
+    fn add(&mut self, d: Decoded) {
+        match d {
+            Decoded::Samples(s) => self.samples.extend(s),
+            Decoded::Log(r) => self.logs.push(r),
+            Decoded::Life(l) => self.life.push(l),
+            Decoded::Health(client, samples, json) => {
+                self.samples.extend(samples);
+                self.health.push((client, json));
             }
-            while taken.len() < BATCH {
-                match rx.try_recv() {
-                    Ok(p) => taken.push(p),
-                    Err(_) => break,
-                }
-            }
-            let now = now_ms();
-            let mut batch = Batch::default();
-            for p in &taken {
-                self.take(p, now, &mut batch);
-            }
-            match self.commit(batch, now) {
-                Ok(()) => {
-                    for p in &taken {
-                        if let Err(e) = client.ack(p) {
-                            tracing::debug!(error = %e, "MQTT ack not sent");
-                        }
-                    }
-                }
-                // Unacknowledged: the broker redelivers them after a reconnect.
-                Err(e) => {
-                    self.stats.store_errors.fetch_add(1, Ordering::Relaxed);
-                    tracing::error!(error = %e, messages = taken.len(), "fleet batch not stored; not acknowledged");
-                }
-            }
-            taken.clear();
+            Decoded::Nothing => {}
         }
     }
+}
 
-    /// Parse one message into `batch`, or count it as malformed.
-    fn take(&self, p: &Publish, now: i64, batch: &mut Batch) {
+impl Decoder {
+    /// Decode one message, or count it as malformed.
+    fn decode(&self, p: &Publish, now: i64) -> Decoded {
         self.stats.received.fetch_add(1, Ordering::Relaxed);
-        if let Err(e) = self.parse(p, now, batch) {
+        self.parse(p, now).unwrap_or_else(|e| {
             self.stats.malformed(&p.topic, &e.to_string(), now);
-        }
+            Decoded::Nothing
+        })
     }
 
-    fn parse(&self, p: &Publish, now: i64, batch: &mut Batch) -> Result<(), message::MessageError> {
+    fn parse(&self, p: &Publish, now: i64) -> Result<Decoded, message::MessageError> {
         let topic = message::parse_topic(&p.topic, &self.prefixes)?;
         if p.payload.len() > self.max_payload {
             return Err(message::MessageError::Payload(format!(
@@ -208,42 +231,116 @@ impl Writer {
             )));
         }
         let client = topic.client.to_string();
-        match topic.kind {
-            Kind::Metrics => batch
-                .samples
-                .extend(message::metrics(&client, &p.payload, now)?),
+        Ok(match topic.kind {
+            Kind::Metrics => Decoded::Samples(message::metrics(&client, &p.payload, now)?),
             Kind::Logs(level) => {
                 let record = message::log(&client, level, &p.payload, now)?;
                 if matches!(level, Level::Info | Level::Debug)
                     && !self.debug_clients.contains(&client)
                 {
                     self.stats.dropped_info.fetch_add(1, Ordering::Relaxed);
+                    Decoded::Nothing
                 } else {
-                    batch.logs.push(record);
+                    Decoded::Log(record)
                 }
             }
-            Kind::Heartbeat => batch.life.push(Life::Beat(client, now)),
+            Kind::Heartbeat => Decoded::Life(Life::Beat(client, now)),
             Kind::Status => {
                 if message::status_offline(&p.payload)? {
-                    batch.life.push(Life::Gone(client, now));
+                    Decoded::Life(Life::Gone(client, now))
+                } else if p.retain {
+                    // A retained `online` is old news (resent on every subscribe), not a
+                    // sign of life.
+                    Decoded::Nothing
                 } else {
-                    batch.life.push(Life::Beat(client, now));
+                    Decoded::Life(Life::Beat(client, now))
                 }
             }
             Kind::Health => {
                 let h = message::health(&p.payload, now)?;
-                batch.samples.extend(h.samples(&client, now));
                 let json = serde_json::to_vec(&h)
                     .map_err(|e| message::MessageError::Payload(e.to_string()))?;
-                batch.health.push((client, json));
+                let samples = h.samples(&client, now);
+                Decoded::Health(client, samples, json)
+            }
+        })
+    }
+}
+
+impl Writer {
+    fn run(&self, rx: &Receiver<Received>, client: &Client, stop: &AtomicBool) {
+        let mut taken: Vec<(u64, Publish)> = Vec::with_capacity(BATCH);
+        let mut acks: VecDeque<(u64, Publish)> = VecDeque::new();
+        loop {
+            self.send_acks(&mut acks, client);
+            let mut batch = Batch::default();
+            let wait = if acks.is_empty() { 200 } else { 1 };
+            match rx.recv_timeout(Duration::from_millis(wait)) {
+                Ok(r) => {
+                    taken.push((r.generation, r.publish));
+                    batch.add(r.decoded);
+                }
+                Err(RecvTimeoutError::Timeout) if !stop.load(Ordering::Relaxed) => continue,
+                Err(_) => return,
+            }
+            while taken.len() < BATCH && batch.samples.len() < BATCH_SAMPLES {
+                match rx.try_recv() {
+                    Ok(r) => {
+                        taken.push((r.generation, r.publish));
+                        batch.add(r.decoded);
+                    }
+                    Err(_) => break,
+                }
+            }
+            // A failed commit (disk full, an I/O error) is retried with the same batch until
+            // it succeeds: nothing is acknowledged or dropped meanwhile, and the broker holds
+            // what arrives (backpressure).
+            let mut backoff = Duration::from_millis(100);
+            while let Err(e) = self.commit(&batch) {
+                self.stats.store_errors.fetch_add(1, Ordering::Relaxed);
+                tracing::error!(error = %e, messages = taken.len(), "fleet batch not stored; retrying");
+                if stop.load(Ordering::Relaxed) {
+                    return; // unacknowledged: the broker redelivers them to the next session
+                }
+                std::thread::sleep(backoff);
+                backoff = (backoff * 2).min(Duration::from_secs(10));
+            }
+            acks.extend(taken.drain(..));
+            self.send_acks(&mut acks, client);
+        }
+    }
+
+    /// Queue acks without blocking: the request channel is drained only while the reader
+    /// polls the connection, and the reader may itself be waiting for this thread (a full
+    /// hand-over channel) — a blocking ack could deadlock the two. What does not fit now
+    /// stays in `acks` for the next round.
+    fn send_acks(&self, acks: &mut VecDeque<(u64, Publish)>, client: &Client) {
+        let current = self.stats.generation.load(Ordering::Relaxed);
+        while let Some((generation, p)) = acks.front() {
+            // A message of an earlier connection is redelivered on this one: its ack would
+            // confuse the broker. The redelivered copy is acked instead.
+            if *generation != current {
+                acks.pop_front();
+                continue;
+            }
+            match client.try_ack(p) {
+                Ok(()) => {
+                    acks.pop_front();
+                }
+                Err(rumqttc::ClientError::TryRequest(_)) => return,
+                Err(e) => {
+                    tracing::debug!(error = %e, "MQTT ack not sent");
+                    acks.pop_front();
+                }
             }
         }
-        Ok(())
     }
 
     /// Store a batch: liveness first (its transitions become `client_up` samples), then
     /// samples, logs and health reports.
-    fn commit(&self, mut batch: Batch, now: i64) -> Result<(), tocsin_store::StoreError> {
+    fn commit(&self, batch: &Batch) -> Result<(), tocsin_store::StoreError> {
+        let now = now_ms();
+        let mut liveness = Vec::new();
         let mut i = 0;
         while i < batch.life.len() {
             let beat = matches!(batch.life[i], Life::Beat(..));
@@ -266,23 +363,22 @@ impl Writer {
             for t in &transitions {
                 tracing::info!(client = %t.client, from = ?t.from, to = ?t.to, "client liveness");
             }
-            batch.samples.extend(
+            liveness.extend(
                 transitions
                     .iter()
                     .flat_map(|t| up_samples(&t.client, t.to, t.at_ms, t.at_ms)),
             );
         }
-        if !batch.samples.is_empty() {
-            let report = self.store.ingest(&batch.samples)?;
+        for samples in [&batch.samples, &liveness] {
+            if samples.is_empty() {
+                continue;
+            }
+            let report = self.store.ingest(samples)?;
             self.stats
                 .samples
                 .fetch_add(report.accepted as u64, Ordering::Relaxed);
             for (index, why) in report.rejected.iter().take(5) {
-                let name = batch
-                    .samples
-                    .get(*index)
-                    .map(|s| s.name.as_str())
-                    .unwrap_or("?");
+                let name = samples.get(*index).map_or("?", |s| s.name.as_str());
                 self.stats
                     .malformed(name, &format!("sample `{name}`: {why}"), now);
             }

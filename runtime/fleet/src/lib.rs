@@ -9,7 +9,7 @@ pub mod liveness;
 pub mod message;
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 pub use config::MqttConfig;
@@ -47,6 +47,10 @@ pub struct Malformed {
 pub struct Stats {
     /// Connected to the broker now.
     pub connected: AtomicBool,
+    /// When the current connection was made (ms).
+    pub connected_at_ms: AtomicI64,
+    /// Connections made so far (tags messages with the connection they came on).
+    pub generation: AtomicU64,
     /// Messages received.
     pub received: AtomicU64,
     /// Samples stored.
@@ -108,7 +112,7 @@ pub fn start(
     }
     let stats = Arc::new(Stats::default());
     ingest::spawn(config, store.clone(), stats.clone(), stop.clone())?;
-    liveness::spawn(config, store, stop)?;
+    liveness::spawn(config, store, stats.clone(), stop)?;
     Ok(stats)
 }
 

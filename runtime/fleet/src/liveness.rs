@@ -70,10 +70,14 @@ pub fn snapshot(store: &Store, now: i64) -> Result<Vec<Sample>, tocsin_store::St
         .collect())
 }
 
-/// Start the sweep thread.
+/// Start the sweep thread. Silence is only evidence while Tocsin hears the broker: the
+/// sweep waits while the subscriber is disconnected and for `stale_after` after each
+/// (re)connect (clients' next heartbeats arrive meanwhile), so a Tocsin restart or a
+/// broker outage does not make the whole fleet stale.
 pub fn spawn(
     config: &MqttConfig,
     store: Arc<Store>,
+    stats: Arc<crate::Stats>,
     stop: Arc<AtomicBool>,
 ) -> Result<(), FleetError> {
     let config = config.clone();
@@ -83,7 +87,15 @@ pub fn spawn(
             let mut next_snapshot = Instant::now();
             while !stop.load(Ordering::Relaxed) {
                 let now = now_ms();
-                let mut samples = match sweep(&store, &config, now) {
+                let hearing = stats.connected.load(Ordering::Relaxed)
+                    && now.saturating_sub(stats.connected_at_ms.load(Ordering::Relaxed))
+                        >= i64::try_from(config.stale_after.as_millis()).unwrap_or(i64::MAX);
+                let swept = if hearing {
+                    sweep(&store, &config, now)
+                } else {
+                    Ok(Vec::new())
+                };
+                let mut samples = match swept {
                     Ok(s) => s,
                     Err(e) => {
                         tracing::error!(error = %e, "liveness sweep failed");

@@ -81,8 +81,9 @@ fn tocsin_rate(port: u16, broker: u16, name: &str) -> f64 {
     let want = before + MESSAGES * SAMPLES;
     while stored(port) < want {
         assert!(
-            started.elapsed() < Duration::from_secs(300),
-            "{name}: not all stored"
+            started.elapsed() < Duration::from_secs(120),
+            "{name}: not all stored: {}",
+            get(port, "/api/clients").map_or(serde_json::Value::Null, |(_, v)| v["mqtt"].clone())
         );
         std::thread::sleep(Duration::from_millis(20));
     }

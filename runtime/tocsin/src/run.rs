@@ -129,7 +129,7 @@ pub fn run(config: Config) -> anyhow::Result<()> {
     if config.mqtt.enabled {
         let stats = tocsin_fleet::start(&config.mqtt, store.clone(), stop.clone()).with_context(|| {
             format!(
-                "starting the MQTT fleet (mqtt.listen {}: set another address, use an external                  broker with mqtt.embedded = false, or mqtt.enabled = false)",
+                "starting the MQTT fleet (mqtt.listen {}: set another address, use an external broker with mqtt.embedded = false, or mqtt.enabled = false)",
                 config.mqtt.listen
             )
         })?;

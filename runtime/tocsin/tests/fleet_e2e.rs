@@ -192,10 +192,10 @@ fn a_client_reports_and_vanishes(port: u16, broker_port: u16, id: &str) {
         gone["since_ms"].as_i64() >= gone["last_seen_ms"].as_i64(),
         "{gone}"
     );
-    assert_eq!(
-        latest(port, &format!("client_up{{client=\"{id}\"}}")),
-        Some(0.0)
-    );
+    // The series follows the state's commit in the same writer batch.
+    wait_for("client_up 0", || {
+        (latest(port, &format!("client_up{{client=\"{id}\"}}")) == Some(0.0)).then_some(())
+    });
     let (_, metrics) = get_text(port, "/metrics").expect("/metrics");
     assert!(
         metrics.contains("tocsin_mqtt_messages_total{outcome=\"malformed\"} 2"),
