@@ -152,17 +152,7 @@ pub async fn logs(
         limit: Some(p.limit.unwrap_or(50).clamp(1, 500)),
     };
     let records = blocking(&state, move |store| Ok(store.query_logs(&q)?)).await?;
-    let out: Vec<Value> = records
-        .iter()
-        .map(|r| {
-            json!({
-                "level": r.level.name(), "ts_ms": r.ts_ms, "message": r.message,
-                "fields": r.fields.iter()
-                    .map(|(k, v)| (k.clone(), Value::from(v.as_str())))
-                    .collect::<serde_json::Map<String, Value>>(),
-            })
-        })
-        .collect();
+    let out: Vec<Value> = records.iter().map(crate::logs::record_json).collect();
     Ok(Json(json!({ "client": id, "logs": out })))
 }
 

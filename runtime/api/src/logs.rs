@@ -43,19 +43,19 @@ pub async fn list(
         limit: Some(p.limit.unwrap_or(50).clamp(1, 500)),
     };
     let records = blocking(&state, move |store| Ok(store.query_logs(&q)?)).await?;
-    let out: Vec<Value> = records
-        .iter()
-        .map(|r| {
-            json!({
-                "source": r.source, "level": r.level.name(), "ts_ms": r.ts_ms,
-                "message": r.message,
-                "fields": r.fields.iter()
-                    .map(|(k, v)| (k.clone(), Value::from(v.as_str())))
-                    .collect::<serde_json::Map<String, Value>>(),
-            })
-        })
-        .collect();
+    let out: Vec<Value> = records.iter().map(record_json).collect();
     Ok(Json(json!({ "logs": out })))
+}
+
+/// A log record as the API shows it.
+pub(crate) fn record_json(r: &tocsin_store::LogRecord) -> Value {
+    json!({
+        "source": r.source, "level": r.level.name(), "ts_ms": r.ts_ms,
+        "message": r.message,
+        "fields": r.fields.iter()
+            .map(|(k, v)| (k.clone(), Value::from(v.as_str())))
+            .collect::<serde_json::Map<String, Value>>(),
+    })
 }
 
 /// Parameters of `GET /api/logs/summary`.

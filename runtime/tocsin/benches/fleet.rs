@@ -8,7 +8,6 @@
 #[path = "../tests/common/mod.rs"]
 mod common;
 
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -94,38 +93,6 @@ fn stored(port: u16) -> u64 {
     get(port, "/api/clients")
         .and_then(|(_, v)| v["mqtt"]["samples"].as_u64())
         .unwrap_or(0)
-}
-
-struct Mosquitto(Child);
-
-impl Drop for Mosquitto {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn mosquitto(dir: &std::path::Path, port: u16) -> Mosquitto {
-    let conf = dir.join("mosquitto.conf");
-    std::fs::write(
-        &conf,
-        format!(
-            "listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n\
-             log_dest stderr\nmax_queued_messages 1000000\nmax_inflight_messages 1000\n"
-        ),
-    )
-    .expect("conf");
-    let child = Command::new("mosquitto")
-        .arg("-c")
-        .arg(&conf)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("mosquitto");
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    Mosquitto(child)
 }
 
 /// mosquitto's own publish → subscribe rate for the same messages (QoS 1).

@@ -6,8 +6,7 @@
 
 mod common;
 
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::*;
 use rumqttc::{Client, Connection, Event, LastWill, MqttOptions, Packet, QoS};
@@ -219,41 +218,6 @@ fn clients_report_through_the_embedded_broker() {
     );
     wait_for("/healthz", || get(port, "/healthz"));
     a_client_reports_and_vanishes(port, broker, "kiosk-1");
-}
-
-struct Mosquitto(Child);
-
-impl Drop for Mosquitto {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn mosquitto(dir: &std::path::Path, port: u16) -> Mosquitto {
-    let conf = dir.join("mosquitto.conf");
-    // Queue plenty for an offline persistent session (the default 1000 drops silently).
-    std::fs::write(
-        &conf,
-        format!(
-            "listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n\
-             log_dest stderr\nmax_queued_messages 100000\n"
-        ),
-    )
-    .expect("conf");
-    let child = Command::new("mosquitto")
-        .arg("-c")
-        .arg(&conf)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("mosquitto (Debian package; `cargo xtask test` installs it)");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "mosquitto did not start");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    Mosquitto(child)
 }
 
 #[test]

@@ -117,13 +117,15 @@ fn default_policies_load_and_collect() {
     let (status, long) = get(port, "/api/health?window=30d").expect("30 days");
     assert_eq!(status, 200, "{long}");
 
-    // Each guest's counters are series.
-    let (_, calls) = get(
-        port,
-        "/api/metrics/latest?selector=guest_calls_total%7Bpolicy%3D%22host-basics%22%7D",
-    )
-    .expect("guest metrics");
-    assert!(calls["values"][0]["value"].as_f64().is_some(), "{calls}");
+    // Each guest's counters are series (written every 15 s; the first round may come
+    // before every guest is registered).
+    wait_for("guest_calls_total of host-basics", || {
+        let (_, calls) = get(
+            port,
+            "/api/metrics/latest?selector=guest_calls_total%7Bpolicy%3D%22host-basics%22%7D",
+        )?;
+        calls["values"][0]["value"].as_f64()
+    });
 
     // The status page lists the guests, server-rendered.
     let (status, page) = get_text(port, "/").expect("status page");

@@ -222,3 +222,40 @@ pub fn write_collector(dir: &Path) {
     )
     .expect("collector policy");
 }
+
+/// Debian's mosquitto on `port` (loopback, anonymous, no persistence), killed on drop.
+pub struct Mosquitto(Child);
+
+impl Drop for Mosquitto {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Start mosquitto with its config in `dir`. It queues plenty for an offline persistent
+/// session (its default 1000 drops further QoS 1 messages silently).
+pub fn mosquitto(dir: &Path, port: u16) -> Mosquitto {
+    let conf = dir.join("mosquitto.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n\
+             log_dest stderr\nmax_queued_messages 1000000\nmax_inflight_messages 1000\n"
+        ),
+    )
+    .expect("conf");
+    let child = Command::new("mosquitto")
+        .arg("-c")
+        .arg(&conf)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("mosquitto (Debian package; `cargo xtask test` installs it)");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "mosquitto did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Mosquitto(child)
+}
