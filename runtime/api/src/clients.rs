@@ -6,7 +6,7 @@ use axum::Json;
 use axum::extract::{Path, Query, State};
 use serde::Deserialize;
 use serde_json::{Value, json};
-use tocsin_store::{CLIENT_SOURCE_PREFIX, Level, Liveness, LogQuery, Store};
+use tocsin_store::{CLIENT_SOURCE_PREFIX, Level, Liveness, Store};
 
 use crate::error::AppError;
 use crate::metrics::{blocking, now_ms};
@@ -139,20 +139,9 @@ pub async fn logs(
     Query(p): Query<ClientLogParams>,
 ) -> Result<Json<Value>, AppError> {
     tocsin_fleet::message::check_client(&id).map_err(AppError::bad_request)?;
-    let min_level = p
-        .level
-        .as_deref()
-        .map(str::parse::<Level>)
-        .transpose()
-        .map_err(AppError::bad_request)?;
-    let q = LogQuery {
-        source: Some(format!("{CLIENT_SOURCE_PREFIX}{id}")),
-        min_level,
-        since_ms: p.since,
-        limit: Some(p.limit.unwrap_or(50).clamp(1, 500)),
-    };
-    let records = blocking(&state, move |store| Ok(store.query_logs(&q)?)).await?;
-    let out: Vec<Value> = records.iter().map(crate::logs::record_json).collect();
+    let source = format!("{CLIENT_SOURCE_PREFIX}{id}");
+    let out =
+        crate::logs::records(&state, Some(source), p.level.as_deref(), p.since, p.limit).await?;
     Ok(Json(json!({ "client": id, "logs": out })))
 }
 

@@ -30,21 +30,31 @@ pub async fn list(
     State(state): State<AppState>,
     Query(p): Query<LogParams>,
 ) -> Result<Json<Value>, AppError> {
-    let min_level = p
-        .level
-        .as_deref()
+    let out = records(&state, p.source, p.level.as_deref(), p.since, p.limit).await?;
+    Ok(Json(json!({ "logs": out })))
+}
+
+/// The records of `source` (every source when `None`) at `level` and above, newest
+/// first, as JSON; the store applies the default and the cap of `limit`.
+pub(crate) async fn records(
+    state: &AppState,
+    source: Option<String>,
+    level: Option<&str>,
+    since_ms: Option<i64>,
+    limit: Option<usize>,
+) -> Result<Vec<Value>, AppError> {
+    let min_level = level
         .map(str::parse::<Level>)
         .transpose()
         .map_err(AppError::bad_request)?;
     let q = LogQuery {
-        source: p.source,
+        source,
         min_level,
-        since_ms: p.since,
-        limit: Some(p.limit.unwrap_or(50).clamp(1, 500)),
+        since_ms,
+        limit,
     };
-    let records = blocking(&state, move |store| Ok(store.query_logs(&q)?)).await?;
-    let out: Vec<Value> = records.iter().map(record_json).collect();
-    Ok(Json(json!({ "logs": out })))
+    let found = blocking(state, move |store| Ok(store.query_logs(&q)?)).await?;
+    Ok(found.iter().map(record_json).collect())
 }
 
 /// A log record as the API shows it.
