@@ -6,6 +6,7 @@
 //! that can hand out the capability. This crate talks to the outside world on a guest's
 //! behalf; it never decides what a guest may do (grants are checked by the engine at load).
 
+pub mod gpu;
 pub mod metrics;
 pub mod sensors;
 
@@ -79,7 +80,12 @@ impl Providers {
     /// Providers for the local machine: real sensors (left out, with a warning, where the
     /// platform has none).
     pub fn local() -> Providers {
-        let sensors = match sensors::SysinfoSensors::new() {
+        Self::local_with_gpus(std::sync::Arc::new(gpu::GpuMonitor::nvml()))
+    }
+
+    /// Providers for the local machine, reading GPUs through `gpus`.
+    pub fn local_with_gpus(gpus: std::sync::Arc<gpu::GpuMonitor>) -> Providers {
+        let sensors = match sensors::SysinfoSensors::with_gpus(gpus) {
             Ok(s) => Some(std::sync::Arc::new(s) as std::sync::Arc<dyn sensors::SensorSource>),
             Err(e) => {
                 tracing::warn!(error = %e, "no local sensors on this platform");

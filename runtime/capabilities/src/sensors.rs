@@ -19,6 +19,8 @@ use tocsin_bindings::sensors::{
     UnitStatus,
 };
 use tocsin_bindings::types::Error;
+
+use crate::gpu::GpuMonitor;
 use wasmtime::component::{HasData, Linker};
 
 /// A source of sensor readings. Implemented by the real machine and by test doubles.
@@ -55,11 +57,18 @@ pub struct SysinfoSensors {
     system: Mutex<(System, Option<Instant>)>,
     disks: Mutex<Disks>,
     networks: Mutex<Networks>,
+    gpus: Arc<GpuMonitor>,
 }
 
 impl SysinfoSensors {
     /// Open the machine's sensors. Takes a first CPU reading so the next one has a baseline.
     pub fn new() -> Result<SysinfoSensors, sysinfo::Error> {
+        Self::with_gpus(Arc::new(GpuMonitor::nvml()))
+    }
+
+    /// Open the machine's sensors, reading GPUs through `gpus` (shared with the built-in
+    /// collector).
+    pub fn with_gpus(gpus: Arc<GpuMonitor>) -> Result<SysinfoSensors, sysinfo::Error> {
         let mut system = System::new_with_specifics(
             RefreshKind::nothing().with_cpu(CpuRefreshKind::nothing().with_usage()),
         )?;
@@ -68,6 +77,7 @@ impl SysinfoSensors {
             system: Mutex::new((system, Some(Instant::now()))),
             disks: Mutex::new(Disks::new()?),
             networks: Mutex::new(Networks::new()?),
+            gpus,
         })
     }
 
@@ -203,9 +213,10 @@ impl SensorSource for SysinfoSensors {
     }
 
     fn gpus(&self) -> Result<Vec<Gpu>, Error> {
-        Err(Error::Unavailable(
-            "GPU sensors (NVML) are not part of this build yet".into(),
-        ))
+        self.gpus
+            .read()
+            .map(|snapshot| snapshot.gpus)
+            .map_err(Error::Unavailable)
     }
 
     fn check_port(&self, host: &str, port: u16, timeout: Duration) -> Result<PortStatus, Error> {

@@ -8,6 +8,7 @@ mod alerts;
 mod audit;
 pub mod codec;
 mod error;
+pub mod exposition;
 mod heartbeats;
 mod kv;
 mod logs;

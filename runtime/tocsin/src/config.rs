@@ -33,6 +33,8 @@ pub struct Config {
     pub snmp: tocsin_export::SnmpConfig,
     /// The MQTT client fleet: embedded broker, topic prefixes, liveness.
     pub mqtt: tocsin_fleet::MqttConfig,
+    /// Built-in collectors: host metrics, GPUs, script metrics, log files and journals.
+    pub collect: tocsin_collect::CollectConfig,
     /// Prometheus remote_write of every stored sample (off by default).
     pub remote_write: tocsin_export::RemoteWriteConfig,
     /// Forwarding of alerts to an external Alertmanager (off by default).
@@ -140,6 +142,7 @@ impl Default for Config {
             notify: tocsin_notify::NotifyConfig::default(),
             snmp: tocsin_export::SnmpConfig::default(),
             mqtt: tocsin_fleet::MqttConfig::default(),
+            collect: tocsin_collect::CollectConfig::default(),
             remote_write: tocsin_export::RemoteWriteConfig::default(),
             alertmanager: tocsin_export::AlertmanagerConfig::default(),
             log: LogConfig::default(),
@@ -323,6 +326,9 @@ fn validate(config: &Config, fig: &Figment) -> Result<(), ConfigError> {
         && let Err(e) = config.mqtt.validate()
     {
         return Err(ConfigError(format!("{e}, from {}", origin("mqtt"))));
+    }
+    if let Err(e) = config.collect.validate() {
+        return Err(ConfigError(format!("{e}, from {}", origin("collect"))));
     }
     if let Err(e) = config.mail.validate() {
         return Err(ConfigError(format!("{e}, from {}", origin("mail"))));

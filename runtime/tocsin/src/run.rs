@@ -29,6 +29,12 @@ pub fn run(config: Config) -> anyhow::Result<()> {
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating data_dir {}", config.data_dir.display()))?;
     let store = Arc::new(Store::open(&config.data_dir.join("tocsin.redb"))?);
+    // One NVML handle for the built-in collector and guests' `sensors`.
+    let gpus = Arc::new(if config.collect.gpu {
+        tocsin_capabilities::gpu::GpuMonitor::nvml()
+    } else {
+        tocsin_capabilities::gpu::GpuMonitor::none()
+    });
     let engine = Engine::new(
         EngineConfig {
             cache_dir: config
@@ -38,7 +44,7 @@ pub fn run(config: Config) -> anyhow::Result<()> {
             epoch_tick: Duration::from_millis(config.engine.epoch_tick_ms),
             ..EngineConfig::default()
         },
-        Providers::local().with_metrics(store.clone()),
+        Providers::local_with_gpus(gpus.clone()).with_metrics(store.clone()),
     )?;
 
     let state = AppState::with_store(store.clone());
@@ -136,6 +142,8 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         crate::exporters::fleet_metrics(&state, stats.clone());
         state.set_fleet(stats);
     }
+    tocsin_collect::start(&config.collect, gpus, store.clone(), stop.clone())
+        .context("starting the built-in collectors")?;
     crate::exporters::spawn_snmp(&config.snmp, state.clone(), store.clone(), stop.clone())?;
     crate::exporters::spawn_alertmanager(
         &config.alertmanager,

@@ -84,15 +84,6 @@ fn client(port: u16, id: &str) -> Option<Value> {
         .cloned()
 }
 
-fn latest(port: u16, selector: &str) -> Option<f64> {
-    let encoded = selector
-        .replace('{', "%7B")
-        .replace('}', "%7D")
-        .replace('"', "%22");
-    let (_, body) = get(port, &format!("/api/metrics/latest?selector={encoded}"))?;
-    body["values"].as_array()?.first()?["value"].as_f64()
-}
-
 /// Publish a client's whole day through the broker on `broker_port`; check what Tocsin
 /// (HTTP on `port`) made of it; then make the client vanish and see it go offline.
 fn a_client_reports_and_vanishes(port: u16, broker_port: u16, id: &str) {

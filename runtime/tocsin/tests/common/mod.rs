@@ -119,6 +119,17 @@ fn spawn_run(
     Tocsin(child)
 }
 
+/// The newest value of the first series `selector` picks, through the API.
+pub fn latest(port: u16, selector: &str) -> Option<f64> {
+    let encoded = selector
+        .replace('{', "%7B")
+        .replace('}', "%7D")
+        .replace('"', "%22")
+        .replace(' ', "%20");
+    let (_, body) = get(port, &format!("/api/metrics/latest?selector={encoded}"))?;
+    body["values"].as_array()?.first()?["value"].as_f64()
+}
+
 pub fn wait_for<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {

@@ -1,0 +1,209 @@
+//! Built-in collectors: host metrics from /proc and /sys, NVIDIA GPUs, script metrics and
+//! log sources, each writing into the store on its own thread and schedule. Configured by
+//! `[collect]` ([`CollectConfig`]); [`start`] runs them.
+
+pub mod gpu;
+pub mod logs;
+pub mod node;
+pub mod script;
+pub mod tail;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+use tocsin_capabilities::gpu::GpuMonitor;
+use tocsin_store::{Sample, Store};
+
+pub use logs::LogFileConfig;
+pub use script::ScriptConfig;
+
+/// What the built-in collectors read.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CollectConfig {
+    /// Host metrics under node_exporter's names (`node_cpu_seconds_total`, ...).
+    pub host: bool,
+    /// NVIDIA GPU metrics (`gpu_*`) through NVML, where a driver is present.
+    pub gpu: bool,
+    /// How often host and GPU metrics are read (1s to 1h).
+    #[serde(with = "humantime_serde")]
+    pub interval: Duration,
+    /// Commands whose `name{labels} value` output lines become samples.
+    pub scripts: Vec<ScriptConfig>,
+    /// Log files followed into the log store.
+    pub log_files: Vec<LogFileConfig>,
+    /// Follow the systemd journal (`journalctl`), where present.
+    pub journal: bool,
+    /// Follow the kernel ring buffer (`/dev/kmsg`, needs root or CAP_SYSLOG).
+    pub kmsg: bool,
+}
+
+impl Default for CollectConfig {
+    fn default() -> Self {
+        CollectConfig {
+            host: true,
+            gpu: true,
+            interval: Duration::from_secs(10),
+            scripts: Vec::new(),
+            log_files: Vec::new(),
+            journal: false,
+            kmsg: false,
+        }
+    }
+}
+
+impl CollectConfig {
+    /// Check what serde cannot.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.interval < Duration::from_secs(1) || self.interval > Duration::from_secs(3600) {
+            return Err(format!(
+                "collect.interval {} is outside 1s..1h",
+                humantime::format_duration(self.interval)
+            ));
+        }
+        let mut names = std::collections::HashSet::new();
+        for s in &self.scripts {
+            s.validate()?;
+            if !names.insert(&s.name) {
+                return Err(format!("two scripts are named `{}`", s.name));
+            }
+        }
+        let mut paths = std::collections::HashSet::new();
+        for f in &self.log_files {
+            if !f.path.is_absolute() && f.path.components().count() == 0 {
+                return Err("a log file needs a path".into());
+            }
+            if !paths.insert(&f.path) {
+                return Err(format!("log file {} is listed twice", f.path.display()));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Start every configured collector. `gpus` is shared with guests' `sensors`.
+pub fn start(
+    config: &CollectConfig,
+    gpus: Arc<GpuMonitor>,
+    store: Arc<Store>,
+    stop: Arc<AtomicBool>,
+) -> std::io::Result<()> {
+    if config.host || config.gpu {
+        let (config, store, stop) = (config.clone(), store.clone(), stop.clone());
+        std::thread::Builder::new()
+            .name("collect-host".into())
+            .spawn(move || host_loop(&config, &gpus, &store, &stop))?;
+    }
+    for script in &config.scripts {
+        let (script, store, stop) = (script.clone(), store.clone(), stop.clone());
+        std::thread::Builder::new()
+            .name(format!("script-{}", script.name))
+            .spawn(move || script_loop(&script, &store, &stop))?;
+    }
+    if !config.log_files.is_empty() || config.journal || config.kmsg {
+        logs::spawn(
+            config.log_files.clone(),
+            config.journal,
+            config.kmsg,
+            store,
+            stop,
+        )?;
+    }
+    Ok(())
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+/// Sleep until the next multiple of `interval` (rounds land on even timestamps), waking
+/// at least every 250 ms to notice `stop`. False when stopping.
+fn wait_next(interval: Duration, stop: &AtomicBool) -> bool {
+    let every = i64::try_from(interval.as_millis())
+        .unwrap_or(i64::MAX)
+        .max(1);
+    let next = (now_ms() / every + 1) * every;
+    loop {
+        if stop.load(Ordering::Relaxed) {
+            return false;
+        }
+        let left = next - now_ms();
+        if left <= 0 {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(left.min(250) as u64));
+    }
+}
+
+fn store_samples(store: &Store, samples: &[Sample], what: &str) {
+    match store.ingest(samples) {
+        Ok(report) => {
+            if let Some((i, e)) = report.rejected.first() {
+                tracing::warn!(collector = what, sample = i, error = %e, rejected = report.rejected.len(), "samples rejected");
+            }
+        }
+        Err(e) => tracing::error!(collector = what, error = %e, "storing samples failed"),
+    }
+}
+
+fn host_loop(config: &CollectConfig, gpus: &GpuMonitor, store: &Store, stop: &AtomicBool) {
+    let mut node = node::NodeCollector::new();
+    let mut samples = Vec::new();
+    let mut failing: Vec<String> = Vec::new();
+    let mut gpu_failing = false;
+    while wait_next(config.interval, stop) {
+        let ts = now_ms();
+        samples.clear();
+        if config.host {
+            let failed = node.collect(ts, &mut samples);
+            // Said once when the set of failing groups changes, not every round.
+            if failed != failing {
+                if failed.is_empty() {
+                    tracing::info!("host metrics complete again");
+                } else {
+                    tracing::warn!(failed = ?failed, "host metric groups unreadable");
+                }
+                failing = failed;
+            }
+        }
+        if config.gpu {
+            match gpus.read() {
+                Ok(snapshot) => {
+                    gpu_failing = false;
+                    gpu::samples(&snapshot, ts, &mut samples);
+                }
+                Err(e) => {
+                    if !gpu_failing {
+                        tracing::warn!(error = %e, "reading GPUs failed");
+                    }
+                    gpu_failing = true;
+                }
+            }
+        }
+        store_samples(store, &samples, "host");
+    }
+}
+
+fn script_loop(script: &ScriptConfig, store: &Store, stop: &AtomicBool) {
+    let mut last_problem: Option<String> = None;
+    while wait_next(script.interval, stop) {
+        let started = Instant::now();
+        let run = script::run(script, now_ms());
+        let problem = run.problems.first().cloned();
+        if problem != last_problem {
+            match &problem {
+                Some(p) => {
+                    tracing::warn!(script = %script.name, problem = %p, problems = run.problems.len(), "script metrics")
+                }
+                None => tracing::info!(script = %script.name, "script metrics read cleanly again"),
+            }
+            last_problem = problem;
+        }
+        store_samples(store, &run.samples, &script.name);
+        tracing::debug!(script = %script.name, took = ?started.elapsed(), "script run");
+    }
+}
