@@ -1,5 +1,5 @@
-//! The `sensors` capability: local machine readings through sysinfo, TCP port checks
-//! and systemd unit state.
+//! The `sensors` capability: local machine readings through sysinfo, GPUs through
+//! [`crate::gpu`], TCP port and HTTP checks and systemd unit state.
 //!
 //! [`SensorSource`] is the seam: [`SysinfoSensors`] reads the real machine with targeted
 //! refreshes (one long-lived `System`, never `refresh_all`); tests may substitute a
@@ -233,10 +233,26 @@ impl SensorSource for SysinfoSensors {
         })
     }
 
-    fn check_http(&self, _url: &str, _timeout: Duration) -> Result<HttpStatus, Error> {
-        Err(Error::Unavailable(
-            "HTTP checks are not part of this build yet".into(),
-        ))
+    fn check_http(&self, url: &str, timeout: Duration) -> Result<HttpStatus, Error> {
+        if !(url.starts_with("http://") || url.starts_with("https://")) {
+            return Err(Error::Invalid(format!("not an http(s) URL: {url:?}")));
+        }
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .timeout_global(Some(timeout))
+            .http_status_as_error(false)
+            .max_redirects(0)
+            .user_agent("tocsin-check")
+            .build()
+            .into();
+        let started = Instant::now();
+        let response = agent
+            .get(url)
+            .call()
+            .map_err(|e| Error::Unavailable(format!("GET {url}: {e}")))?;
+        Ok(HttpStatus {
+            status: response.status().as_u16(),
+            latency_ms: started.elapsed().as_secs_f64() * 1000.0,
+        })
     }
 
     fn unit(&self, name: &str) -> Result<UnitStatus, Error> {

@@ -207,3 +207,117 @@ fn script_loop(script: &ScriptConfig, store: &Store, stop: &AtomicBool) {
         tracing::debug!(script = %script.name, took = ?started.elapsed(), "script run");
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Mutex;
+    use tocsin_bindings::sensors::Gpu;
+    use tocsin_capabilities::gpu::GpuDriver;
+
+    /// A scripted NVML: one GPU whose readings follow a script, then repeat the last.
+    struct FakeNvml(Arc<Mutex<Vec<Gpu>>>);
+    impl GpuDriver for FakeNvml {
+        fn read(&mut self) -> Result<Vec<Gpu>, String> {
+            let mut script = self.0.lock().map_err(|_| "poisoned")?;
+            if script.len() > 1 {
+                return Ok(vec![script.remove(0)]);
+            }
+            // The last reading repeats; its events were delivered once.
+            let last = script[0].clone();
+            script[0].xid_events.clear();
+            Ok(vec![last])
+        }
+    }
+
+    fn reading(temp: f64, throttle: &[&str], uncorrected: u64, xids: &[u64]) -> Gpu {
+        Gpu {
+            index: 0,
+            name: "NVIDIA H100".into(),
+            uuid: "GPU-1234".into(),
+            temperature_celsius: temp,
+            utilization_percent: 97.0,
+            memory_used_bytes: 40 << 30,
+            memory_total_bytes: 80 << 30,
+            power_watts: 650.0,
+            power_limit_watts: 700.0,
+            fan_percent: None,
+            sm_clock_mhz: 1980,
+            throttle_reasons: throttle.iter().map(|s| s.to_string()).collect(),
+            ecc_corrected: Some(3),
+            ecc_uncorrected: Some(uncorrected),
+            pcie_replays: Some(0),
+            xid_events: xids.to_vec(),
+        }
+    }
+
+    #[test]
+    fn a_fake_nvml_drives_gpu_series_into_the_store() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Arc::new(Store::open(&dir.path().join("t.redb")).expect("store"));
+        let script = Arc::new(Mutex::new(vec![
+            reading(60.0, &[], 0, &[]),
+            reading(91.0, &["hw_thermal_slowdown"], 2, &[79, 48]),
+        ]));
+        let gpus = Arc::new(GpuMonitor::with_driver(Box::new(FakeNvml(script))));
+        let config = CollectConfig {
+            host: false,
+            interval: Duration::from_secs(1),
+            ..CollectConfig::default()
+        };
+        let stop = Arc::new(AtomicBool::new(false));
+        start(&config, gpus, store.clone(), stop.clone()).expect("start");
+        let value = |selector: &str| {
+            store
+                .latest(selector, now_ms() + 1000, 60_000)
+                .expect("latest")
+                .first()
+                .map(|v| v.value)
+        };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while value(r#"gpu_xid_errors_total{gpu="0"}"#) != Some(2.0) {
+            assert!(Instant::now() < deadline, "no XID count");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        stop.store(true, Ordering::Relaxed);
+        assert_eq!(value(r#"gpu_temperature_celsius{gpu="0"}"#), Some(91.0));
+        assert_eq!(value(r#"gpu_last_xid{gpu="0"}"#), Some(48.0));
+        assert_eq!(
+            value(r#"gpu_throttled{gpu="0",reason="hw_thermal_slowdown"}"#),
+            Some(1.0)
+        );
+        assert_eq!(
+            value(r#"gpu_throttled{gpu="0",reason="sw_power_cap"}"#),
+            Some(0.0)
+        );
+        assert_eq!(
+            value(r#"gpu_ecc_errors_total{gpu="0",type="uncorrected"}"#),
+            Some(2.0)
+        );
+        assert_eq!(
+            value(r#"gpu_memory_total_bytes{gpu="0"}"#),
+            Some((80u64 << 30) as f64)
+        );
+        assert_eq!(value(r#"gpu_sm_clock_hertz{gpu="0"}"#), Some(1.98e9));
+        assert_eq!(value(r#"gpu_info{uuid="GPU-1234"}"#), Some(1.0));
+        assert_eq!(
+            value(r#"gpu_fan_percent"#),
+            None,
+            "no fan reading, no series"
+        );
+        // The first round wrote 0 XIDs: the rule sees an increase, not a new series.
+        let points = store
+            .query_range_raw(
+                r#"gpu_xid_errors_total{gpu="0"}"#,
+                now_ms() - 9000,
+                now_ms(),
+                1000,
+                1000,
+            )
+            .expect("range");
+        assert!(
+            points[0].points.first().is_some_and(|p| p.1 == 0.0),
+            "{points:?}"
+        );
+    }
+}

@@ -113,3 +113,77 @@ source = "app"
     });
     assert_eq!(counted, 4.0);
 }
+
+/// The service-check and process-watch collector guests against a listener, a closed
+/// port, Tocsin's own HTTP endpoint and a child process the test starts.
+#[test]
+fn service_checks_and_process_watch() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let policies = dir.path().join("policies");
+    std::fs::create_dir(&policies).expect("policies");
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("listener");
+    let open = listener.local_addr().expect("addr").port();
+    let closed = free_port();
+    let port = free_port();
+    std::fs::write(
+        policies.join("service-checks.toml"),
+        format!(
+            "kind = \"collector\"\ncomponent = \"{}\"\ninterval = \"1s\"\ngrants = [\"sensors\"]\n\
+             [params]\nports = \"127.0.0.1:{open}, 127.0.0.1:{closed}\"\n\
+             urls = \"http://127.0.0.1:{port}/healthz, http://127.0.0.1:{port}/no-such-page\"\n\
+             timeout_ms = \"1000\"\n[budgets]\ndeadline_ms = 10000\n",
+            guest("service_checks")
+        ),
+    )
+    .expect("policy");
+    let _sleeper = Killed(
+        std::process::Command::new("sleep")
+            .arg("300")
+            .spawn()
+            .expect("sleep"),
+    );
+    std::fs::write(
+        policies.join("process-watch.toml"),
+        format!(
+            "kind = \"collector\"\ncomponent = \"{}\"\ninterval = \"1s\"\ngrants = [\"sensors\"]\n\
+             [params]\nprocesses = \"sleep, no-such-process-xyz\"\n[budgets]\ndeadline_ms = 5000\n",
+            guest("process_watch")
+        ),
+    )
+    .expect("policy");
+    let _tocsin = start(&policies, &dir.path().join("data"), port);
+    wait_for("/healthz", || get(port, "/healthz"));
+
+    let up = |target: String| {
+        wait_for(&format!("port_up {target}"), || {
+            latest(port, &format!(r#"port_up{{target="{target}"}}"#))
+        })
+    };
+    assert_eq!(up(format!("127.0.0.1:{open}")), 1.0);
+    assert_eq!(up(format!("127.0.0.1:{closed}")), 0.0);
+    let healthz = format!("http://127.0.0.1:{port}/healthz");
+    // The first round may run before the server listens: wait for an up.
+    wait_for("http_up 1", || {
+        latest(port, &format!(r#"http_up{{url="{healthz}"}}"#)).filter(|v| *v == 1.0)
+    });
+    assert_eq!(
+        latest(port, &format!(r#"http_status{{url="{healthz}"}}"#)),
+        Some(200.0)
+    );
+    let missing = format!("http://127.0.0.1:{port}/no-such-page");
+    assert_eq!(
+        latest(port, &format!(r#"http_up{{url="{missing}"}}"#)),
+        Some(0.0)
+    );
+
+    let sleeping = wait_for("process_count sleep", || {
+        latest(port, r#"process_count{name="sleep"}"#).filter(|n| *n >= 1.0)
+    });
+    assert!(sleeping >= 1.0);
+    assert!(latest(port, r#"process_memory_bytes{name="sleep"}"#).is_some_and(|b| b > 0.0));
+    assert_eq!(
+        latest(port, r#"process_count{name="no-such-process-xyz"}"#),
+        Some(0.0)
+    );
+    drop(listener);
+}

@@ -44,7 +44,9 @@ fn default_policies_load_and_collect() {
             "messages",
             "port-down",
             "process-down",
-            "server-alert"
+            "process-watch",
+            "server-alert",
+            "service-checks"
         ]
     );
 
