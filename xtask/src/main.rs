@@ -23,6 +23,8 @@ const TEST_PACKAGES: &[(&str, &str)] = &[
     ("snmpget", "snmp"),
     ("prometheus-alertmanager", "prometheus-alertmanager"),
     ("victoria-metrics", "victoria-metrics"),
+    // The collection benchmark's comparison.
+    ("prometheus-node-exporter", "prometheus-node-exporter"),
 ];
 
 fn main() -> anyhow::Result<()> {
@@ -273,6 +275,7 @@ fn bench(root: &Path) -> anyhow::Result<()> {
         ("tocsin-alerting", "rules"),
         ("tocsin", "reload"),
         ("tocsin", "fleet"),
+        ("tocsin", "collect"),
     ] {
         let mut cmd = cargo();
         cmd.current_dir(root)

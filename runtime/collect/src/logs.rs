@@ -1,6 +1,6 @@
 //! Log sources into the log store: followed files, the systemd journal (`journalctl -o
 //! json -f`) and the kernel ring buffer (`/dev/kmsg`). One thread writes every 250 ms: the
-//! records, `log_messages_total{source,level}` counters, and where each source stopped
+//! records, `log_lines_total{source,level}` counters, and where each source stopped
 //! (kv namespace `@collect/logs`), so a restart resumes instead of re-reading.
 
 use std::collections::BTreeMap;
@@ -19,6 +19,9 @@ use crate::tail::{Tailer, detect_level};
 
 /// The kv namespace holding positions.
 pub const POSITIONS_NAMESPACE: &str = "@collect/logs";
+
+/// Records kept for a retry while the store refuses them; past this the oldest go.
+const MAX_PENDING: usize = 200_000;
 
 /// How often sources are polled and records written.
 const TICK: Duration = Duration::from_millis(250);
@@ -121,11 +124,13 @@ fn write_loop(
     let mut counts: BTreeMap<(String, Level), u64> = BTreeMap::new();
     let mut last_counters = Instant::now();
     let mut failing: BTreeMap<String, String> = BTreeMap::new();
+    // Records and positions the store refused, tried again next tick (bounded).
+    let mut records: Vec<LogRecord> = Vec::new();
+    let mut checkpoints: BTreeMap<String, String> = BTreeMap::new();
     while !stop.load(Ordering::Relaxed) {
         let started = Instant::now();
         let now = now_ms();
-        let mut records = Vec::new();
-        let mut checkpoints: BTreeMap<String, String> = BTreeMap::new();
+        let new_from = records.len();
         for (source, tailer) in &mut tailers {
             match tailer.poll() {
                 Ok(lines) => {
@@ -160,22 +165,35 @@ fn write_loop(
                 break;
             }
         }
-        for r in &records {
+        for r in &records[new_from..] {
             *counts.entry((r.source.clone(), r.level)).or_default() += 1;
         }
+        let fresh = records.len() > new_from;
         if !records.is_empty() {
-            if let Err(e) = store.append_logs(&records) {
-                tracing::error!(error = %e, records = records.len(), "storing log records");
-            } else if let Err(e) = save_checkpoints(&store, &checkpoints) {
-                tracing::warn!(error = %e, "saving log positions");
+            match store.append_logs(&records) {
+                Ok(_) => {
+                    records.clear();
+                    if let Err(e) = save_checkpoints(&store, &checkpoints) {
+                        tracing::warn!(error = %e, "saving log positions");
+                    }
+                    checkpoints.clear();
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, records = records.len(), "storing log records; retrying");
+                    if records.len() > MAX_PENDING {
+                        let dropped = records.len() - MAX_PENDING;
+                        records.drain(..dropped);
+                        tracing::error!(dropped, "log records dropped: the store refuses them");
+                    }
+                }
             }
         }
-        if !records.is_empty() || last_counters.elapsed() >= COUNTER_REFRESH {
+        if fresh || last_counters.elapsed() >= COUNTER_REFRESH {
             last_counters = Instant::now();
             let samples: Vec<Sample> = counts
                 .iter()
                 .map(|((source, level), n)| Sample {
-                    name: "log_messages_total".into(),
+                    name: "log_lines_total".into(),
                     labels: vec![
                         ("level".into(), level.name().into()),
                         ("source".into(), source.clone()),
@@ -460,7 +478,7 @@ mod tests {
         assert_eq!(levels, vec![Level::Info, Level::Warn, Level::Error]);
         let errors = store
             .latest(
-                "log_messages_total{source=\"app\",level=\"error\"}",
+                "log_lines_total{source=\"app\",level=\"error\"}",
                 now_ms() + 1000,
                 60_000,
             )

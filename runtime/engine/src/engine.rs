@@ -4,7 +4,7 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -51,7 +51,7 @@ pub(crate) struct Inner {
     cache: CompileCache,
     pub(crate) providers: Providers,
     pub(crate) tick: Duration,
-    ticker: Ticker,
+    pub(crate) ticker: Ticker,
 }
 
 impl std::fmt::Debug for Engine {
@@ -64,19 +64,38 @@ impl std::fmt::Debug for Engine {
     }
 }
 
-struct Ticker {
+/// The epoch ticker: advances the engine's epoch every tick while any guest code runs,
+/// and sleeps while none does (an idle runtime costs no wake-ups per millisecond).
+pub(crate) struct Ticker {
     stop: Arc<AtomicBool>,
+    active: Arc<AtomicUsize>,
     thread: Option<JoinHandle<()>>,
+}
+
+/// Guest code is running while this lives: the ticker ticks.
+pub(crate) struct Running<'a>(&'a Ticker);
+
+impl Drop for Running<'_> {
+    fn drop(&mut self) {
+        self.0.active.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 impl Ticker {
     fn start(engine: wasmtime::Engine, tick: Duration) -> Result<Ticker, LoadError> {
         let stop = Arc::new(AtomicBool::new(false));
-        let flag = stop.clone();
+        let active = Arc::new(AtomicUsize::new(0));
+        let (flag, busy) = (stop.clone(), active.clone());
         let thread = std::thread::Builder::new()
             .name("tocsin-epoch".into())
             .spawn(move || {
                 while !flag.load(Ordering::Relaxed) {
+                    if busy.load(Ordering::Acquire) == 0 {
+                        // Woken by the first `enter`; an unpark that came first makes
+                        // this return at once, so no start is missed.
+                        std::thread::park_timeout(Duration::from_secs(1));
+                        continue;
+                    }
                     std::thread::sleep(tick);
                     engine.increment_epoch();
                 }
@@ -84,8 +103,19 @@ impl Ticker {
             .map_err(|e| LoadError::Link(format!("cannot start epoch ticker: {e}")))?;
         Ok(Ticker {
             stop,
+            active,
             thread: Some(thread),
         })
+    }
+
+    /// Mark guest code as running until the guard drops.
+    pub(crate) fn enter(&self) -> Running<'_> {
+        if self.active.fetch_add(1, Ordering::AcqRel) == 0
+            && let Some(t) = &self.thread
+        {
+            t.thread().unpark();
+        }
+        Running(self)
     }
 }
 
@@ -93,6 +123,7 @@ impl Drop for Ticker {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
         if let Some(t) = self.thread.take() {
+            t.thread().unpark();
             let _ = t.join();
         }
     }

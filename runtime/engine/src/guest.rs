@@ -239,6 +239,9 @@ impl GuestInstance {
     /// Create a fresh store and instance now (normally done lazily by the first call).
     pub fn instantiate(&mut self) -> Result<(), CallError> {
         self.live = None;
+        let engine = self.guest.shared.engine.clone();
+        // A component's start code runs here, under the deadline: the ticker must tick.
+        let _running = engine.ticker.enter();
         let shared = &self.guest.shared;
         let mut store = Store::new(
             &shared.engine.engine,
@@ -309,7 +312,10 @@ impl GuestInstance {
         store.data_mut().limiter.hit = false;
         let stderr_mark = store.data().stderr.contents().len();
         let started = Instant::now();
-        let Some(outcome) = f(bindings, store) else {
+        let running = shared.engine.ticker.enter();
+        let outcome = f(bindings, store);
+        drop(running);
+        let Some(outcome) = outcome else {
             return Err(CallError::WrongKind {
                 call,
                 kind: shared.kind.world(),

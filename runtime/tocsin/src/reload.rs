@@ -614,7 +614,14 @@ pub fn spawn_watcher(
     use notify::Watcher as _;
     let (tx, rx) = std::sync::mpsc::channel();
     let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-        if event.is_ok() {
+        // Changes only: reading the manifests and components (which every reconcile does)
+        // raises open/access/close events, and reacting to those would loop forever.
+        use notify::event::{EventKind as K, ModifyKind};
+        let change = |k: &K| {
+            matches!(k, K::Create(_) | K::Remove(_))
+                || matches!(k, K::Modify(m) if !matches!(m, ModifyKind::Metadata(_)))
+        };
+        if event.is_ok_and(|e| change(&e.kind)) {
             let _ = tx.send(());
         }
     })?;

@@ -108,8 +108,8 @@ source = "app"
     );
     let errors = records.iter().filter(|r| r["level"] == "error").count();
     assert_eq!(errors, 4);
-    let counted = wait_for("log_messages_total", || {
-        latest(port, r#"log_messages_total{source="app",level="error"}"#).filter(|v| *v >= 4.0)
+    let counted = wait_for("log_lines_total", || {
+        latest(port, r#"log_lines_total{source="app",level="error"}"#).filter(|v| *v >= 4.0)
     });
     assert_eq!(counted, 4.0);
 }
