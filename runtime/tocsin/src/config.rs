@@ -127,6 +127,27 @@ impl Default for RetentionConfig {
 pub struct LogConfig {
     /// Filter in `tracing` syntax: `info`, `tocsin=debug,info`, ...
     pub level: String,
+    /// `human` (text) or `json` (one object per line), for stderr and the file.
+    pub format: LogFormat,
+    /// Tocsin's own log file, relative to `data_dir` unless absolute; empty: stderr only.
+    pub file: PathBuf,
+    /// Rotate the file when it reaches this size.
+    pub max_file_bytes: u64,
+    /// Rotated files kept (`tocsin.log.1`, ...; all but the newest gzipped).
+    pub keep_files: usize,
+    /// Rotated files older than this are deleted.
+    #[serde(with = "humantime_serde")]
+    pub max_age: std::time::Duration,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Text for people.
+    Human,
+    /// One JSON object per line.
+    Json,
 }
 
 impl Default for Config {
@@ -187,6 +208,11 @@ impl Default for LogConfig {
     fn default() -> Self {
         LogConfig {
             level: "info".into(),
+            format: LogFormat::Human,
+            file: PathBuf::from("logs/tocsin.log"),
+            max_file_bytes: 10 * 1024 * 1024,
+            keep_files: 3,
+            max_age: std::time::Duration::from_secs(30 * 24 * 3600),
         }
     }
 }
@@ -353,6 +379,12 @@ fn validate(config: &Config, fig: &Figment) -> Result<(), ConfigError> {
              (host or a preset), from {}",
             r.name,
             origin("mail")
+        )));
+    }
+    if config.log.max_file_bytes < 4096 || config.log.keep_files == 0 {
+        return Err(ConfigError(format!(
+            "log.max_file_bytes must be at least 4096 and log.keep_files at least 1, from {}",
+            origin("log")
         )));
     }
     if let Err(e) = tracing_subscriber::EnvFilter::try_new(&config.log.level) {

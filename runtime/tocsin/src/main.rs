@@ -6,6 +6,7 @@ mod check;
 mod collector;
 mod config;
 mod exporters;
+mod logging;
 mod notify_cli;
 mod reload;
 mod remote;

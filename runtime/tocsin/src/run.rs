@@ -23,9 +23,7 @@ pub(crate) fn now_ms() -> i64 {
 
 /// Run until SIGINT/SIGTERM.
 pub fn run(config: Config) -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_new(&config.log.level)?)
-        .init();
+    crate::logging::init(&config.log, &config.data_dir)?;
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating data_dir {}", config.data_dir.display()))?;
     let store = Arc::new(Store::open(&config.data_dir.join("tocsin.redb"))?);

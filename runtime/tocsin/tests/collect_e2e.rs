@@ -112,6 +112,10 @@ source = "app"
         latest(port, r#"log_lines_total{source="app",level="error"}"#).filter(|v| *v >= 4.0)
     });
     assert_eq!(counted, 4.0);
+
+    // Tocsin's own log went to data_dir/logs/tocsin.log as well as stderr.
+    let own = std::fs::read_to_string(dir.path().join("data/logs/tocsin.log")).expect("own log");
+    assert!(own.contains("admin"), "{own}");
 }
 
 /// The service-check and process-watch collector guests against a listener, a closed
@@ -151,8 +155,21 @@ fn service_checks_and_process_watch() {
         ),
     )
     .expect("policy");
-    let _tocsin = start(&policies, &dir.path().join("data"), port);
+    let _tocsin = start_with(
+        &policies,
+        &dir.path().join("data"),
+        port,
+        &[("TOCSIN_LOG__FORMAT", "json")],
+    );
     wait_for("/healthz", || get(port, "/healthz"));
+    // Its own log file in JSON: every line an object with a level and fields.
+    let own = std::fs::read_to_string(dir.path().join("data/logs/tocsin.log")).expect("own log");
+    let first: serde_json::Value =
+        serde_json::from_str(own.lines().next().expect("a line")).expect("JSON line");
+    assert!(
+        first["level"].is_string() && first["fields"].is_object(),
+        "{first}"
+    );
 
     let up = |target: String| {
         wait_for(&format!("port_up {target}"), || {
