@@ -19,6 +19,51 @@ use tocsin_store::{Sample, Store};
 pub use logs::LogFileConfig;
 pub use script::ScriptConfig;
 
+/// Where collected data goes: the local store (`tocsin run`) or the agent's spool for the
+/// server (`tocsin agent`).
+pub trait Sink: Send + Sync {
+    /// Store or forward samples.
+    fn samples(&self, samples: &[Sample]) -> Result<(), String>;
+    /// Store or forward log records.
+    fn logs(&self, records: &[tocsin_store::LogRecord]) -> Result<(), String>;
+    /// A saved read position (log sources).
+    fn position(&self, key: &str) -> Option<String>;
+    /// Save read positions, once what was read up to them is stored.
+    fn save_positions(&self, positions: &[(&str, &str)]) -> Result<(), String>;
+}
+
+impl Sink for Store {
+    fn samples(&self, samples: &[Sample]) -> Result<(), String> {
+        let report = self.ingest(samples).map_err(|e| e.to_string())?;
+        if let Some((i, e)) = report.rejected.first() {
+            tracing::warn!(sample = i, error = %e, rejected = report.rejected.len(), "samples rejected");
+        }
+        Ok(())
+    }
+    fn logs(&self, records: &[tocsin_store::LogRecord]) -> Result<(), String> {
+        self.append_logs(records)
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    }
+    fn position(&self, key: &str) -> Option<String> {
+        match self.kv_get(logs::POSITIONS_NAMESPACE, key) {
+            Ok(v) => v.map(|b| String::from_utf8_lossy(&b).into_owned()),
+            Err(e) => {
+                tracing::warn!(source = key, error = %e, "reading a saved log position");
+                None
+            }
+        }
+    }
+    fn save_positions(&self, positions: &[(&str, &str)]) -> Result<(), String> {
+        let writes: Vec<(&str, Option<&[u8]>)> = positions
+            .iter()
+            .map(|(k, v)| (*k, Some(v.as_bytes())))
+            .collect();
+        self.kv_apply(logs::POSITIONS_NAMESPACE, &writes)
+            .map_err(|e| e.to_string())
+    }
+}
+
 /// What the built-in collectors read.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -87,20 +132,20 @@ impl CollectConfig {
 pub fn start(
     config: &CollectConfig,
     gpus: Arc<GpuMonitor>,
-    store: Arc<Store>,
+    store: Arc<dyn Sink>,
     stop: Arc<AtomicBool>,
 ) -> std::io::Result<()> {
     if config.host || config.gpu {
         let (config, store, stop) = (config.clone(), store.clone(), stop.clone());
         std::thread::Builder::new()
             .name("collect-host".into())
-            .spawn(move || host_loop(&config, &gpus, &store, &stop))?;
+            .spawn(move || host_loop(&config, &gpus, store.as_ref(), &stop))?;
     }
     for script in &config.scripts {
         let (script, store, stop) = (script.clone(), store.clone(), stop.clone());
         std::thread::Builder::new()
             .name(format!("script-{}", script.name))
-            .spawn(move || script_loop(&script, &store, &stop))?;
+            .spawn(move || script_loop(&script, store.as_ref(), &stop))?;
     }
     if !config.log_files.is_empty() || config.journal || config.kmsg {
         logs::spawn(
@@ -139,18 +184,13 @@ fn wait_next(interval: Duration, stop: &AtomicBool) -> bool {
     }
 }
 
-fn store_samples(store: &Store, samples: &[Sample], what: &str) {
-    match store.ingest(samples) {
-        Ok(report) => {
-            if let Some((i, e)) = report.rejected.first() {
-                tracing::warn!(collector = what, sample = i, error = %e, rejected = report.rejected.len(), "samples rejected");
-            }
-        }
-        Err(e) => tracing::error!(collector = what, error = %e, "storing samples failed"),
+fn store_samples(sink: &dyn Sink, samples: &[Sample], what: &str) {
+    if let Err(e) = sink.samples(samples) {
+        tracing::error!(collector = what, error = %e, "storing samples failed");
     }
 }
 
-fn host_loop(config: &CollectConfig, gpus: &GpuMonitor, store: &Store, stop: &AtomicBool) {
+fn host_loop(config: &CollectConfig, gpus: &GpuMonitor, store: &dyn Sink, stop: &AtomicBool) {
     let mut node = node::NodeCollector::new();
     let mut samples = Vec::new();
     let mut failing: Vec<String> = Vec::new();
@@ -188,7 +228,7 @@ fn host_loop(config: &CollectConfig, gpus: &GpuMonitor, store: &Store, stop: &At
     }
 }
 
-fn script_loop(script: &ScriptConfig, store: &Store, stop: &AtomicBool) {
+fn script_loop(script: &ScriptConfig, store: &dyn Sink, stop: &AtomicBool) {
     let mut last_problem: Option<String> = None;
     while wait_next(script.interval, stop) {
         let started = Instant::now();

@@ -13,7 +13,9 @@ use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
-use tocsin_store::{Level, LogRecord, Sample, Store};
+use tocsin_store::{Level, LogRecord, Sample};
+
+use crate::Sink;
 
 use crate::tail::{Tailer, detect_level};
 
@@ -63,7 +65,7 @@ pub fn spawn(
     files: Vec<LogFileConfig>,
     journal: bool,
     kmsg: bool,
-    store: Arc<Store>,
+    store: Arc<dyn Sink>,
     stop: Arc<AtomicBool>,
 ) -> std::io::Result<()> {
     let (tx, rx) = sync_channel::<Incoming>(10_000);
@@ -99,14 +101,8 @@ pub fn spawn(
     Ok(())
 }
 
-fn saved(store: &Store, key: &str) -> Option<String> {
-    match store.kv_get(POSITIONS_NAMESPACE, key) {
-        Ok(v) => v.map(|b| String::from_utf8_lossy(&b).into_owned()),
-        Err(e) => {
-            tracing::warn!(source = key, error = %e, "reading the saved log position");
-            None
-        }
-    }
+fn saved(store: &Arc<dyn Sink>, key: &str) -> Option<String> {
+    store.position(key)
 }
 
 fn now_ms() -> i64 {
@@ -118,7 +114,7 @@ fn now_ms() -> i64 {
 fn write_loop(
     mut tailers: Vec<(String, Tailer)>,
     rx: Receiver<Incoming>,
-    store: Arc<Store>,
+    store: Arc<dyn Sink>,
     stop: Arc<AtomicBool>,
 ) {
     let mut counts: BTreeMap<(String, Level), u64> = BTreeMap::new();
@@ -170,10 +166,10 @@ fn write_loop(
         }
         let fresh = records.len() > new_from;
         if !records.is_empty() {
-            match store.append_logs(&records) {
+            match store.logs(&records) {
                 Ok(_) => {
                     records.clear();
-                    if let Err(e) = save_checkpoints(&store, &checkpoints) {
+                    if let Err(e) = save_checkpoints(store.as_ref(), &checkpoints) {
                         tracing::warn!(error = %e, "saving log positions");
                     }
                     checkpoints.clear();
@@ -203,7 +199,7 @@ fn write_loop(
                 })
                 .collect();
             if !samples.is_empty()
-                && let Err(e) = store.ingest(&samples)
+                && let Err(e) = store.samples(&samples)
             {
                 tracing::warn!(error = %e, "storing log counters");
             }
@@ -213,17 +209,17 @@ fn write_loop(
 }
 
 fn save_checkpoints(
-    store: &Store,
+    store: &dyn Sink,
     checkpoints: &BTreeMap<String, String>,
-) -> Result<(), tocsin_store::StoreError> {
+) -> Result<(), String> {
     if checkpoints.is_empty() {
         return Ok(());
     }
-    let writes: Vec<(&str, Option<&[u8]>)> = checkpoints
+    let writes: Vec<(&str, &str)> = checkpoints
         .iter()
-        .map(|(k, v)| (k.as_str(), Some(v.as_bytes())))
+        .map(|(k, v)| (k.as_str(), v.as_str()))
         .collect();
-    store.kv_apply(POSITIONS_NAMESPACE, &writes)
+    store.save_positions(&writes)
 }
 
 fn send(tx: &SyncSender<Incoming>, incoming: Incoming, stop: &AtomicBool) -> bool {
@@ -408,6 +404,7 @@ fn kmsg_record(raw: &[u8], boot_ms: i64, boot_id: &str) -> Option<(u64, Incoming
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tocsin_store::Store;
 
     #[test]
     fn journal_and_kmsg_records_are_read() {

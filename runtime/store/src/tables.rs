@@ -62,6 +62,9 @@ pub const TOKENS: TableDefinition<&str, &[u8]> = TableDefinition::new("tokens");
 pub const FORMAT_VERSION: u64 = 4;
 
 /// Create the record tables (so readers never meet a missing table).
+/// The agent's spool: sequence → topic and payload of a message waiting for the server.
+pub const SPOOL: TableDefinition<u64, &[u8]> = TableDefinition::new("spool");
+
 pub(crate) fn create_record_tables(txn: &redb::WriteTransaction) -> Result<(), crate::StoreError> {
     txn.open_table(HEARTBEATS)?;
     txn.open_table(ALERTS)?;
@@ -76,5 +79,6 @@ pub(crate) fn create_record_tables(txn: &redb::WriteTransaction) -> Result<(), c
     txn.open_table(SILENCES)?;
     txn.open_table(ROUTE_GROUPS)?;
     txn.open_table(TOKENS)?;
+    txn.open_table(SPOOL)?;
     Ok(())
 }

@@ -35,6 +35,8 @@ pub struct Config {
     pub mqtt: tocsin_fleet::MqttConfig,
     /// Built-in collectors: host metrics, GPUs, script metrics, log files and journals.
     pub collect: tocsin_collect::CollectConfig,
+    /// `tocsin agent`: the server it reports to, its spool, an optional watchdog.
+    pub agent: crate::agent::AgentConfig,
     /// Prometheus remote_write of every stored sample (off by default).
     pub remote_write: tocsin_export::RemoteWriteConfig,
     /// Forwarding of alerts to an external Alertmanager (off by default).
@@ -164,6 +166,7 @@ impl Default for Config {
             snmp: tocsin_export::SnmpConfig::default(),
             mqtt: tocsin_fleet::MqttConfig::default(),
             collect: tocsin_collect::CollectConfig::default(),
+            agent: crate::agent::AgentConfig::default(),
             remote_write: tocsin_export::RemoteWriteConfig::default(),
             alertmanager: tocsin_export::AlertmanagerConfig::default(),
             log: LogConfig::default(),
@@ -352,6 +355,9 @@ fn validate(config: &Config, fig: &Figment) -> Result<(), ConfigError> {
         && let Err(e) = config.mqtt.validate()
     {
         return Err(ConfigError(format!("{e}, from {}", origin("mqtt"))));
+    }
+    if let Err(e) = config.agent.validate() {
+        return Err(ConfigError(format!("{e}, from {}", origin("agent"))));
     }
     if let Err(e) = config.collect.validate() {
         return Err(ConfigError(format!("{e}, from {}", origin("collect"))));

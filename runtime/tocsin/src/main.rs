@@ -2,6 +2,7 @@
 //! configuration in `config.rs`.
 
 mod access;
+mod agent;
 mod check;
 mod collector;
 mod config;
@@ -32,6 +33,9 @@ struct Cli {
 enum Command {
     /// Start the runtime: load policies, run guests, serve HTTP.
     Run(RunArgs),
+    /// Run the collectors here and ship to a Tocsin server over MQTT (`[agent]`,
+    /// `[collect]`), spooling to disk while it is unreachable.
+    Agent(AgentArgs),
     /// Work with configuration files.
     #[command(subcommand)]
     Config(ConfigCommand),
@@ -277,6 +281,16 @@ struct RunArgs {
     policies: Option<PathBuf>,
 }
 
+#[derive(Debug, clap::Args)]
+struct AgentArgs {
+    /// Configuration file (embedded defaults when absent).
+    #[arg(long, env = "TOCSIN_CONFIG")]
+    config: Option<PathBuf>,
+    /// Override `data_dir` (the spool lives there).
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+}
+
 #[derive(Debug, Subcommand)]
 enum ConfigCommand {
     /// Validate a configuration file (with the environment applied); exit 1 if invalid.
@@ -386,6 +400,15 @@ fn main() -> ExitCode {
             config::load(args.config.as_deref(), &overrides)
                 .map_err(anyhow::Error::from)
                 .and_then(run::run)
+        }
+        Command::Agent(args) => {
+            let overrides = config::Overrides {
+                data_dir: args.data_dir,
+                ..config::Overrides::default()
+            };
+            config::load(args.config.as_deref(), &overrides)
+                .map_err(anyhow::Error::from)
+                .and_then(agent::agent)
         }
         Command::Config(ConfigCommand::Check { file }) => {
             config::load(Some(&file), &config::Overrides::default())

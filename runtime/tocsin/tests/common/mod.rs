@@ -247,11 +247,41 @@ impl Drop for Mosquitto {
 /// Start mosquitto with its config in `dir`. It queues plenty for an offline persistent
 /// session (its default 1000 drops further QoS 1 messages silently).
 pub fn mosquitto(dir: &Path, port: u16) -> Mosquitto {
+    mosquitto_with(dir, port, false)
+}
+
+/// Mosquitto keeping sessions and queues in `dir` across a restart (written when it is
+/// stopped with SIGTERM; see [`Mosquitto::terminate`]).
+pub fn mosquitto_persistent(dir: &Path, port: u16) -> Mosquitto {
+    mosquitto_with(dir, port, true)
+}
+
+impl Mosquitto {
+    /// Stop it with SIGTERM (it saves its persistence file) and wait for it to exit.
+    pub fn terminate(mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.0.id().to_string()])
+            .status();
+        let _ = self.0.wait();
+    }
+}
+
+fn mosquitto_with(dir: &Path, port: u16, persistent: bool) -> Mosquitto {
     let conf = dir.join("mosquitto.conf");
+    let persistence = if persistent {
+        format!(
+            // Run as root, mosquitto would drop to user `mosquitto` and could not write
+            // its database into the test's directory.
+            "persistence true\npersistence_location {}/\nuser root\n",
+            dir.display()
+        )
+    } else {
+        "persistence false\n".to_string()
+    };
     std::fs::write(
         &conf,
         format!(
-            "listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n\
+            "listener {port} 127.0.0.1\nallow_anonymous true\n{persistence}\
              log_dest stderr\nmax_queued_messages 1000000\nmax_inflight_messages 1000\n"
         ),
     )
