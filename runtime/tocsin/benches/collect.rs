@@ -2,10 +2,9 @@
 //! `COLLECT_BENCH_SECS` (default 60) after a warm-up, each process's CPU time and resident
 //! memory read from /proc:
 //! - Debian's `prometheus-node-exporter`, scraped every second by this bench;
-//! - `tocsin run` as a collector only (no policies, no MQTT), host metrics every second,
-//!   stored — what an agent does;
-//! - `tocsin run` with the default policies and broker, host metrics every second, storing
-//!   and evaluating.
+//! - `tocsin agent`, host metrics every second, spooled to disk and shipped over MQTT to:
+//! - `tocsin run` with the default policies and its embedded broker, host metrics every
+//!   second, storing and evaluating (its own and the agent's).
 //!
 //! Prints `bench: NAME VALUE UNIT` lines for `cargo xtask bench`.
 
@@ -60,28 +59,35 @@ fn main() {
             .expect("prometheus-node-exporter (Debian package; `cargo xtask bench` installs it)"),
     );
 
-    let empty = dir.path().join("no-policies");
-    std::fs::create_dir(&empty).expect("dir");
-    let agent_port = free_port();
-    let agent_cfg = config(dir.path(), "agent.toml", "[mqtt]\nenabled = false\n");
-    let agent = start_config(
-        &empty,
-        &dir.path().join("agent-data"),
-        agent_port,
-        &agent_cfg,
-    );
-
     let full_port = free_port();
+    let broker = format!("127.0.0.1:{}", free_port());
     let full_cfg = config(dir.path(), "full.toml", "");
-    let full = start_config(
+    let full_cfg = full_cfg.display().to_string();
+    let full = spawn_run(
         &repo().join("policies"),
         &dir.path().join("full-data"),
         full_port,
-        &full_cfg,
+        &["--config", &full_cfg],
+        &[("TOCSIN_MQTT__LISTEN", &broker)],
     );
-
-    wait_for("the agent-like tocsin", || get(agent_port, "/healthz"));
     wait_for("the full tocsin", || get(full_port, "/healthz"));
+
+    let agent_cfg = config(
+        dir.path(),
+        "agent.toml",
+        &format!("[agent]\nserver = \"{broker}\"\nclient_id = \"bench-agent\"\n"),
+    );
+    let agent = Killed(
+        Command::new(env!("CARGO_BIN_EXE_tocsin"))
+            .args(["agent", "--config"])
+            .arg(&agent_cfg)
+            .arg("--data-dir")
+            .arg(dir.path().join("agent-data"))
+            .env_remove("TOCSIN_CONFIG")
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("tocsin agent"),
+    );
     let scrape_url = format!("http://127.0.0.1:{ne_port}/metrics");
     let ne_series = wait_for("node_exporter", || {
         let body = ureq::get(&scrape_url)
@@ -116,7 +122,7 @@ fn main() {
     std::thread::sleep(Duration::from_secs(20));
     let pids = [
         ("node_exporter", node_exporter.0.id()),
-        ("tocsin_collector", agent.0.id()),
+        ("tocsin_agent", agent.0.id()),
         ("tocsin_run", full.0.id()),
     ];
     let before: Vec<(f64, u64)> = pids.iter().map(|(_, p)| usage(*p)).collect();
@@ -143,12 +149,14 @@ fn main() {
         );
     }
     report("node_exporter_series", ne_series as f64, "series");
-    let (_, health) = get(agent_port, "/healthz").expect("healthz");
-    report(
-        "tocsin_collector_series",
-        health["series"].as_f64().unwrap_or(0.0),
-        "series",
-    );
+    // What the agent delivered: its series on the server.
+    let (_, body) = get(
+        full_port,
+        "/api/metrics/latest?selector=%7Bclient%3D%22bench-agent%22%7D",
+    )
+    .expect("latest");
+    let delivered = body["values"].as_array().map_or(0, Vec::len);
+    report("tocsin_agent_series", delivered as f64, "series");
     stop.store(true, Ordering::Relaxed);
     let _ = scraper.join();
     drop((agent, full));

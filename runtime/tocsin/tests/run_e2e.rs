@@ -37,6 +37,7 @@ fn default_policies_load_and_collect() {
             "error-log-burst",
             "fleet-health",
             "gpu-health",
+            "gpu-summary",
             "health-low",
             "host-basics",
             "host-down",
@@ -69,6 +70,14 @@ fn default_policies_load_and_collect() {
         "{health}"
     );
     assert!(data.path().join("tocsin.redb").is_file());
+
+    // The GPU summary counts this machine's NVIDIA GPUs (none without a driver).
+    let gpus = wait_for("gpus_total", || common::latest(port, "gpus_total"));
+    let expected = std::process::Command::new("nvidia-smi")
+        .arg("-L")
+        .output()
+        .map_or(0, |o| String::from_utf8_lossy(&o.stdout).lines().count());
+    assert_eq!(gpus, expected as f64);
 
     // The CPU rule evaluates on its interval over the stored CPU series.
     let rule = wait_for("an evaluation of cpu-high", || {

@@ -91,7 +91,8 @@ pub fn start_config(policies: &Path, data: &Path, port: u16, config: &Path) -> T
     spawn_run(policies, data, port, &["--config", &config], &[])
 }
 
-fn spawn_run(
+/// Start `tocsin run` with extra arguments and environment.
+pub fn spawn_run(
     policies: &Path,
     data: &Path,
     port: u16,
