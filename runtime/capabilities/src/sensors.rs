@@ -169,7 +169,9 @@ impl SensorSource for SysinfoSensors {
         system.refresh_processes_specifics(
             ProcessesToUpdate::All,
             true,
+            // Processes, not their threads (which share the name and memory).
             ProcessRefreshKind::nothing()
+                .without_tasks()
                 .with_cpu()
                 .with_memory()
                 .with_cmd(UpdateKind::OnlyIfNotSet),
@@ -241,6 +243,8 @@ impl SensorSource for SysinfoSensors {
             .timeout_global(Some(timeout))
             .http_status_as_error(false)
             .max_redirects(0)
+            // A check reaches its target directly, never through an environment proxy.
+            .proxy(None)
             .user_agent("tocsin-check")
             .build()
             .into();

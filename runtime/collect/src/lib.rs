@@ -117,8 +117,15 @@ impl CollectConfig {
         }
         let mut paths = std::collections::HashSet::new();
         for f in &self.log_files {
-            if !f.path.is_absolute() && f.path.components().count() == 0 {
+            if f.path.components().count() == 0 {
                 return Err("a log file needs a path".into());
+            }
+            // Its read position is saved under its path (store keys are bounded).
+            if f.path.as_os_str().len() > 200 {
+                return Err(format!(
+                    "log file path over 200 bytes: {}",
+                    f.path.display()
+                ));
             }
             if !paths.insert(&f.path) {
                 return Err(format!("log file {} is listed twice", f.path.display()));

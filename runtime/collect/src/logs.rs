@@ -249,34 +249,66 @@ pub fn priority_level(priority: u8) -> Level {
     }
 }
 
+/// Follow the journal; when `journalctl` ends (a vacuumed cursor, journald restarted),
+/// start it again after a pause, from where the last record stored left off — or from
+/// now, when the saved cursor itself was the problem.
 fn read_journal(cursor: Option<String>, tx: SyncSender<Incoming>, stop: Arc<AtomicBool>) {
-    let mut command = Command::new("journalctl");
-    command.args(["-o", "json", "-f", "--no-pager"]);
-    match &cursor {
-        Some(c) => command.arg(format!("--after-cursor={c}")),
-        None => command.args(["-n", "0"]),
-    };
-    let mut child = match command.stdout(Stdio::piped()).stderr(Stdio::null()).spawn() {
-        Ok(c) => c,
-        Err(e) => {
-            tracing::info!(error = %e, "no systemd journal to follow (journalctl)");
+    let mut cursor = cursor;
+    while !stop.load(Ordering::Relaxed) {
+        let mut command = Command::new("journalctl");
+        command.args(["-o", "json", "-f", "--no-pager"]);
+        match &cursor {
+            Some(c) => command.arg(format!("--after-cursor={c}")),
+            None => command.args(["-n", "0"]),
+        };
+        let mut child = match command
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+        {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::info!(error = %e, "no systemd journal to follow (journalctl)");
+                return;
+            }
+        };
+        let Some(stdout) = child.stdout.take() else {
+            return;
+        };
+        let mut read = 0usize;
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            let Some(incoming) = journal_record(&line) else {
+                continue;
+            };
+            if let Some((_, c)) = &incoming.checkpoint {
+                cursor = Some(c.clone());
+            }
+            read += 1;
+            if !send(&tx, incoming, &stop) {
+                break;
+            }
+        }
+        let _ = child.kill();
+        let mut why = String::new();
+        if let Some(mut err) = child.stderr.take() {
+            let _ = err.read_to_string(&mut why);
+        }
+        let _ = child.wait();
+        if stop.load(Ordering::Relaxed) {
             return;
         }
-    };
-    let Some(stdout) = child.stdout.take() else {
-        return;
-    };
-    for line in BufReader::new(stdout).lines() {
-        let Ok(line) = line else { break };
-        let Some(incoming) = journal_record(&line) else {
-            continue;
-        };
-        if !send(&tx, incoming, &stop) {
-            break;
+        tracing::warn!(stderr = %why.trim(), records = read, "journalctl ended; following again in 5 s");
+        if read == 0 {
+            cursor = None;
+        }
+        for _ in 0..50 {
+            if stop.load(Ordering::Relaxed) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
         }
     }
-    let _ = child.kill();
-    let _ = child.wait();
 }
 
 /// One `journalctl -o json` line as a record.

@@ -190,11 +190,8 @@ fn filesystems(out: &mut Out<'_>) -> Result<(), String> {
         if !real_mount(&m.fs_vfstype, &m.fs_file) || !seen.insert(m.fs_file.clone()) {
             continue;
         }
-        // statvfs on a hung network mount could block: only local kinds are read.
-        if matches!(
-            m.fs_vfstype.as_str(),
-            "nfs" | "nfs4" | "cifs" | "smb3" | "fuse.sshfs"
-        ) {
+        // statvfs on a hung network mount blocks: only local kinds are read.
+        if network_mount(&m.fs_vfstype, &m.fs_spec) {
             continue;
         }
         let Ok(st) = rustix::fs::statvfs(m.fs_file.as_str()) else {
@@ -231,6 +228,31 @@ fn filesystems(out: &mut Out<'_>) -> Result<(), String> {
         );
     }
     Ok(())
+}
+
+/// A network or FUSE file system (whose statvfs can hang): by type, or by a `host:/path`
+/// or `//host/share` source.
+fn network_mount(fs_type: &str, source: &str) -> bool {
+    const NETWORK: &[&str] = &[
+        "nfs",
+        "nfs4",
+        "cifs",
+        "smb3",
+        "smbfs",
+        "ceph",
+        "glusterfs",
+        "9p",
+        "lustre",
+        "afs",
+        "gfs2",
+        "ocfs2",
+        "fuse",
+        "fuseblk",
+    ];
+    NETWORK.contains(&fs_type)
+        || fs_type.starts_with("fuse.")
+        || source.starts_with("//")
+        || source.contains(":/")
 }
 
 /// Partitions and virtual devices node_exporter leaves out of disk I/O by default.
@@ -481,6 +503,10 @@ mod tests {
         assert!(!real_mount("tmpfs", "/dev/shm"));
         assert!(!real_mount("ext4", "/var/lib/docker/overlay/x"));
         assert!(real_mount("ext4", "/devdata"));
+        assert!(network_mount("fuse.sshfs", "me@host:"));
+        assert!(network_mount("ext4", "nas:/export"));
+        assert!(network_mount("cifs", "//nas/share"));
+        assert!(!network_mount("ext4", "/dev/vda1"));
         for d in ["sda", "vda", "nvme0n1", "mmcblk0", "xvdb", "dm-0", "md0"] {
             assert!(whole_disk(d), "{d}");
         }

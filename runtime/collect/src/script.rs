@@ -54,9 +54,24 @@ impl ScriptConfig {
                 self.name
             ));
         }
-        if self.interval < Duration::from_secs(1) || self.timeout.is_zero() {
+        if !self
+            .name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+        {
             return Err(format!(
-                "script `{}`: interval must be at least 1s and timeout above 0",
+                "script `{}`: a name is letters, digits, `-`, `_`, `.`",
+                self.name
+            ));
+        }
+        let day = Duration::from_secs(24 * 3600);
+        if self.interval < Duration::from_secs(1)
+            || self.interval > day
+            || self.timeout.is_zero()
+            || self.timeout > Duration::from_secs(3600)
+        {
+            return Err(format!(
+                "script `{}`: interval must be 1s..24h and timeout above 0 and at most 1h",
                 self.name
             ));
         }
@@ -123,6 +138,9 @@ fn execute(script: &ScriptConfig) -> Result<String, String> {
         c.args(&script.command[1..]);
         c
     };
+    // Its own process group: a timeout kills what it started too, and nothing it leaves
+    // behind keeps the output pipe (and this thread) waiting.
+    std::os::unix::process::CommandExt::process_group(&mut command, 0);
     let mut child = command
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -130,32 +148,54 @@ fn execute(script: &ScriptConfig) -> Result<String, String> {
         .spawn()
         .map_err(|e| format!("cannot start {:?}: {e}", script.command[0]))?;
     let stdout = child.stdout.take().ok_or("no standard output")?;
-    let reader = std::thread::spawn(move || {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
         let mut buf = Vec::new();
         let mut limited = stdout.take(MAX_OUTPUT_BYTES);
         let _ = limited.read_to_end(&mut buf);
         // Drain the rest so a chatty script is not blocked on a full pipe.
         let _ = std::io::copy(&mut limited.into_inner(), &mut std::io::sink());
-        buf
+        let _ = tx.send(buf);
     });
     let deadline = Instant::now() + script.timeout;
+    let timed_out = || format!("timed out after {:?}", script.timeout);
     let status = loop {
         match child.try_wait() {
             Ok(Some(status)) => break status,
             Ok(None) if Instant::now() >= deadline => {
-                let _ = child.kill();
-                let _ = child.wait();
-                return Err(format!("timed out after {:?}", script.timeout));
+                kill_group(&mut child);
+                return Err(timed_out());
             }
             Ok(None) => std::thread::sleep(Duration::from_millis(10)),
             Err(e) => return Err(format!("waiting: {e}")),
         }
     };
-    let out = reader.join().map_err(|_| "reading its output failed")?;
+    // Its output ends when every process holding the pipe has exited: a background
+    // process it left behind is killed with its group at the deadline.
+    let out = match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+        Ok(out) => out,
+        Err(_) => {
+            kill_group(&mut child);
+            return Err(timed_out());
+        }
+    };
     if !status.success() {
         return Err(format!("exited with {status}"));
     }
     Ok(String::from_utf8_lossy(&out).into_owned())
+}
+
+/// Kill the script's process group (what it started too), then reap it.
+fn kill_group(child: &mut std::process::Child) {
+    if let Ok(pid) = libc::pid_t::try_from(child.id()) {
+        // SAFETY: kill(2) has no memory effects; the child is not reaped yet, so its
+        // process group id (its pid, from `process_group(0)`) cannot have been reused.
+        unsafe {
+            libc::kill(-pid, libc::SIGKILL);
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
 }
 
 #[cfg(test)]
@@ -212,6 +252,18 @@ mod tests {
         assert_eq!(r.problems.len(), 1);
         let r = run(&script(&["echo a 1; echo b 2"], true, 5000), 1);
         assert_eq!((value(&r, "a"), value(&r, "b")), (Some(1.0), Some(2.0)));
+    }
+
+    #[test]
+    fn a_background_process_holding_the_output_does_not_hang_the_run() {
+        let started = Instant::now();
+        let r = run(&script(&["echo a 1; sleep 30 &"], true, 500), 1);
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "{:?}",
+            started.elapsed()
+        );
+        assert_eq!(value(&r, "script_success"), Some(0.0), "{:?}", r.problems);
     }
 
     #[test]

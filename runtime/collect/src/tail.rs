@@ -31,7 +31,10 @@ pub struct Tailer {
     open: Option<(File, u64)>,
     /// Bytes read from the open file, complete lines or not.
     read: u64,
+    /// The incomplete last line (at most `MAX_LINE_BYTES` of it kept) ...
     partial: Vec<u8>,
+    /// ... and its length in the file.
+    partial_len: u64,
 }
 
 impl Tailer {
@@ -45,6 +48,7 @@ impl Tailer {
             open: None,
             read: 0,
             partial: Vec::new(),
+            partial_len: 0,
         }
     }
 
@@ -57,7 +61,7 @@ impl Tailer {
     pub fn position(&self) -> Option<Position> {
         self.open.as_ref().map(|(_, inode)| Position {
             inode: *inode,
-            offset: self.read - self.partial.len() as u64,
+            offset: self.read - self.partial_len,
         })
     }
 
@@ -76,8 +80,8 @@ impl Tailer {
         match std::fs::metadata(&self.path) {
             Ok(meta) if meta.ino() != inode => {
                 // Rotated: what the writer added to the old file before switching is
-                // read first, then the new file from its start.
-                self.read_available(&mut lines)?;
+                // read (to its end) first, then the new file from its start.
+                while self.read_available(&mut lines)? > 0 {}
                 self.flush_partial(&mut lines);
                 self.open = None;
                 self.saved = None;
@@ -86,10 +90,19 @@ impl Tailer {
                     self.read_available(&mut lines)?;
                 }
             }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && len <= self.read => {
+                // Deleted and read to its end: let it go (its space is freed); a file
+                // created under the name later is read from its start.
+                self.flush_partial(&mut lines);
+                self.open = None;
+                self.saved = None;
+                self.from_start = true;
+            }
             Ok(_) if len < self.read => {
                 // Truncated in place: start again from the top.
                 self.read = 0;
                 self.partial.clear();
+                self.partial_len = 0;
                 if let Some((f, _)) = &mut self.open {
                     f.seek(SeekFrom::Start(0))?;
                 }
@@ -122,6 +135,7 @@ impl Tailer {
         self.open = Some((file, meta.ino()));
         self.read = start;
         self.partial.clear();
+        self.partial_len = 0;
         Ok(true)
     }
 
@@ -139,38 +153,49 @@ impl Tailer {
         let mut rest = Vec::new();
         old.read_to_end(&mut rest)?;
         self.partial.clear();
+        self.partial_len = 0;
         self.split(&rest, lines);
         self.flush_partial(lines);
         Ok(())
     }
 
-    fn read_available(&mut self, lines: &mut Vec<String>) -> std::io::Result<()> {
+    /// Read up to 8 MiB (one burst does not hold the other files); the bytes read.
+    fn read_available(&mut self, lines: &mut Vec<String>) -> std::io::Result<usize> {
         let Some((file, _)) = &mut self.open else {
-            return Ok(());
+            return Ok(0);
         };
         let mut buf = Vec::new();
-        // Bounded per poll so one huge burst does not hold the others.
         let n = file.take(8 << 20).read_to_end(&mut buf)?;
         self.read += n as u64;
         self.split(&buf, lines);
-        Ok(())
+        Ok(n)
     }
 
+    /// Cut `bytes` into lines; a line longer than `MAX_LINE_BYTES` keeps its start.
     fn split(&mut self, bytes: &[u8], lines: &mut Vec<String>) {
         let mut rest = bytes;
         while let Some(nl) = rest.iter().position(|b| *b == b'\n') {
-            self.partial.extend_from_slice(&rest[..nl]);
+            self.keep(&rest[..nl]);
             lines.push(line_text(&self.partial));
             self.partial.clear();
+            self.partial_len = 0;
             rest = &rest[nl + 1..];
         }
-        self.partial.extend_from_slice(rest);
+        self.keep(rest);
+    }
+
+    fn keep(&mut self, bytes: &[u8]) {
+        let room = MAX_LINE_BYTES.saturating_sub(self.partial.len());
+        self.partial
+            .extend_from_slice(&bytes[..bytes.len().min(room)]);
+        self.partial_len += bytes.len() as u64;
     }
 
     fn flush_partial(&mut self, lines: &mut Vec<String>) {
-        if !self.partial.is_empty() {
+        if self.partial_len > 0 {
             lines.push(line_text(&self.partial));
             self.partial.clear();
+            self.partial_len = 0;
         }
     }
 }
@@ -248,6 +273,31 @@ mod tests {
         );
         append(&log, "six\n");
         assert_eq!(t.poll().expect("test"), vec!["six"]);
+    }
+
+    #[test]
+    fn a_line_without_end_is_capped_and_a_deleted_file_let_go() {
+        let dir = tempfile::tempdir().expect("test");
+        let log = dir.path().join("app.log");
+        let mut t = Tailer::new(log.clone(), true, None);
+        append(&log, &"x".repeat(3 * MAX_LINE_BYTES));
+        assert!(t.poll().expect("test").is_empty());
+        assert!(t.partial.len() <= MAX_LINE_BYTES);
+        assert_eq!(
+            t.position().expect("open").offset,
+            0,
+            "a partial line is re-read"
+        );
+        append(&log, "\nnext\n");
+        let lines = t.poll().expect("test");
+        assert_eq!(lines.len(), 2);
+        assert_eq!(lines[0].len(), MAX_LINE_BYTES);
+        assert_eq!(lines[1], "next");
+        std::fs::remove_file(&log).expect("test");
+        assert!(t.poll().expect("test").is_empty());
+        assert!(t.open.is_none(), "the deleted file is closed");
+        append(&log, "again\n");
+        assert_eq!(t.poll().expect("test"), vec!["again"]);
     }
 
     #[test]

@@ -9,6 +9,8 @@ use crate::store::Store;
 use crate::tables::{META, SPOOL};
 
 const BYTES: &str = "spool.bytes";
+/// The next sequence number: never reused, even when the spool empties.
+const NEXT: &str = "spool.next";
 const DROPPED: &str = "spool.dropped";
 
 /// A queued message.
@@ -76,12 +78,16 @@ impl Store {
             let mut table = txn.open_table(SPOOL)?;
             let mut meta = txn.open_table(META)?;
             let mut bytes = meta.get(BYTES)?.map_or(0, |v| v.value());
-            let first = table.last()?.map_or(1, |(k, _)| k.value() + 1);
+            let first = meta
+                .get(NEXT)?
+                .map_or(1, |v| v.value())
+                .max(table.last()?.map_or(1, |(k, _)| k.value() + 1));
             for (seq, (topic, payload)) in (first..).zip(messages) {
                 let value = encode(topic, payload);
                 bytes += value.len() as u64;
                 table.insert(seq, value.as_slice())?;
             }
+            meta.insert(NEXT, first + messages.len() as u64)?;
             let mut dropped = 0;
             while bytes > max_bytes {
                 let Some((_, v)) = table.pop_first()? else {
@@ -199,5 +205,10 @@ mod tests {
         assert_eq!(store.spool_stats().expect("stats").dropped, 5);
         store.spool_remove_through(u64::MAX).expect("remove all");
         assert_eq!(store.spool_stats().expect("stats").bytes, 0);
+        // Emptied, numbering goes on: a stale "remove through" cannot hit new entries.
+        store
+            .spool_push(&[("t/11", &payload)], 10_000)
+            .expect("push");
+        assert!(store.spool_peek(1).expect("peek")[0].seq > 11);
     }
 }

@@ -14,7 +14,7 @@ use anyhow::Context as _;
 use rumqttc::{Client, Event, LastWill, MqttOptions, Packet, QoS};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
-use tocsin_store::{Level, LogRecord, Sample, Store};
+use tocsin_store::{Level, LogRecord, Sample, SpoolEntry, Store};
 
 use crate::config::Config;
 use crate::run::now_ms;
@@ -142,7 +142,13 @@ impl AgentConfig {
 }
 
 /// Most samples in one metrics message.
-const SAMPLES_PER_MESSAGE: usize = 1000;
+const SAMPLES_PER_MESSAGE: usize = 200;
+/// Longest log message forwarded; the rest is cut.
+const MAX_MESSAGE_BYTES: usize = 64 * 1024;
+/// A watched process that ran this long has its restart count reset.
+const STABLE_RUN: Duration = Duration::from_secs(600);
+/// Most bytes in flight before their acknowledgements are awaited.
+const BATCH_BYTES: usize = 1 << 20;
 /// Most messages in flight before their acknowledgements are awaited.
 const BATCH: usize = 256;
 
@@ -204,8 +210,9 @@ impl tocsin_collect::Sink for Spool {
                 .map(|(k, v)| (k.clone(), Value::from(v.as_str())))
                 .collect();
             fields.insert("source".into(), Value::from(r.source.as_str()));
+            let message = &r.message[..r.message.floor_char_boundary(MAX_MESSAGE_BYTES)];
             let payload = serde_json::to_vec(
-                &json!({"message": r.message, "ts_ms": r.ts_ms, "fields": fields}),
+                &json!({"message": message, "ts_ms": r.ts_ms, "fields": fields}),
             )
             .map_err(|e| e.to_string())?;
             messages.push((format!("{}/logs/{}", self.topic, r.level.name()), payload));
@@ -246,7 +253,12 @@ impl Link {
 
 /// Run the agent until SIGINT/SIGTERM.
 pub fn agent(config: Config) -> anyhow::Result<()> {
-    crate::logging::init(&config.log, &config.data_dir)?;
+    let mut log = config.log.clone();
+    if log.file == crate::config::LogConfig::default().file {
+        // Beside a `tocsin run` on the same data_dir, each rotates its own file.
+        log.file = std::path::PathBuf::from("logs/agent.log");
+    }
+    crate::logging::init(&log, &config.data_dir)?;
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating data_dir {}", config.data_dir.display()))?;
     let store = Arc::new(Store::open(&config.data_dir.join("agent.redb"))?);
@@ -313,12 +325,18 @@ pub fn agent(config: Config) -> anyhow::Result<()> {
         .enable_all()
         .build()?
         .block_on(crate::run::shutdown_signal());
-    stop.store(true, Ordering::Relaxed);
-    if let Some(mut c) = child.lock().unwrap_or_else(|e| e.into_inner()).take() {
-        let _ = std::process::Child::kill(&mut c);
-        let _ = c.wait();
+    {
+        let mut slot = child.lock().unwrap_or_else(|e| e.into_inner());
+        stop.store(true, Ordering::Relaxed);
+        if let Some(mut c) = slot.take() {
+            let _ = std::process::Child::kill(&mut c);
+            let _ = c.wait();
+        }
     }
     if let Some(c) = link.client() {
+        // A clean disconnect suppresses the Last Will: say it ourselves.
+        let _ = c.try_publish(format!("{topic}/status"), QoS::AtLeastOnce, true, "offline");
+        std::thread::sleep(Duration::from_millis(300));
         let _ = c.disconnect();
     }
     Ok(())
@@ -367,8 +385,9 @@ fn connection_loop(options: MqttOptions, link: &Link, stop: &AtomicBool, status:
     }
 }
 
-/// Send the spool oldest first, a batch at a time; a batch leaves the spool only once the
-/// broker acknowledged all of it on one connection.
+/// Send the spool oldest first, a batch at a time (at most `BATCH` messages and
+/// `BATCH_BYTES`); what the broker acknowledged leaves the spool, the rest is sent again
+/// on the next connection.
 fn publish_loop(
     store: &Store,
     link: &Link,
@@ -379,6 +398,11 @@ fn publish_loop(
     let mut last_heartbeat: Option<Instant> = None;
     let mut last_stats = Instant::now();
     while !stop.load(Ordering::Relaxed) {
+        // Written while disconnected too: an outage is when they matter.
+        if last_stats.elapsed() >= Duration::from_secs(10) {
+            last_stats = Instant::now();
+            spool_stats(store, hb_topic);
+        }
         let client = match link.client() {
             Some(c) if link.connected.load(Ordering::SeqCst) => c,
             _ => {
@@ -390,11 +414,7 @@ fn publish_loop(
             let _ = client.try_publish(hb_topic, QoS::AtMostOnce, false, "{}");
             last_heartbeat = Some(Instant::now());
         }
-        if last_stats.elapsed() >= Duration::from_secs(10) {
-            last_stats = Instant::now();
-            spool_stats(store, hb_topic);
-        }
-        let batch = match store.spool_peek(BATCH) {
+        let mut batch = match store.spool_peek(BATCH) {
             Ok(b) => b,
             Err(e) => {
                 tracing::error!(error = %e, "reading the spool");
@@ -402,43 +422,65 @@ fn publish_loop(
                 continue;
             }
         };
-        let Some(last) = batch.last().map(|e| e.seq) else {
+        let mut bytes = 0;
+        let keep = batch
+            .iter()
+            .take_while(|e| {
+                bytes += e.payload.len();
+                bytes <= BATCH_BYTES
+            })
+            .count()
+            .max(1);
+        batch.truncate(keep);
+        if batch.is_empty() {
             std::thread::sleep(Duration::from_millis(100));
             continue;
-        };
-        let generation = link.generation.load(Ordering::SeqCst);
-        let base = link.acked.load(Ordering::SeqCst);
-        let mut sent = 0u64;
-        for e in &batch {
-            if client
-                .publish(e.topic.clone(), QoS::AtLeastOnce, false, e.payload.clone())
-                .is_err()
-            {
-                break;
-            }
-            sent += 1;
         }
-        let deadline = Instant::now() + Duration::from_secs(15);
-        let same = || link.generation.load(Ordering::SeqCst) == generation;
-        while link.acked.load(Ordering::SeqCst) < base + sent
-            && same()
-            && link.connected.load(Ordering::SeqCst)
-            && Instant::now() < deadline
+        let done = send_batch(&client, link, &batch, stop);
+        if done > 0
+            && let Err(e) = store.spool_remove_through(batch[done - 1].seq)
         {
-            std::thread::sleep(Duration::from_millis(2));
-        }
-        if sent == batch.len() as u64 && same() && link.acked.load(Ordering::SeqCst) >= base + sent
-        {
-            if let Err(e) = store.spool_remove_through(last) {
-                tracing::error!(error = %e, "removing sent messages from the spool");
-            }
-        } else if same() && Instant::now() >= deadline {
-            // No acknowledgement in time: start a clean connection and send again.
-            tracing::warn!("the broker did not acknowledge in 15 s; reconnecting");
-            let _ = client.disconnect();
-            std::thread::sleep(Duration::from_millis(200));
+            tracing::error!(error = %e, "removing sent messages from the spool");
         }
     }
+}
+
+/// Publish `batch` at QoS 1 and wait for its acknowledgements (in order, on this
+/// connection); the number acknowledged. Fifteen seconds without progress: the
+/// connection is dropped and a fresh one takes over.
+fn send_batch(client: &Client, link: &Link, batch: &[SpoolEntry], stop: &AtomicBool) -> usize {
+    let generation = link.generation.load(Ordering::SeqCst);
+    let base = link.acked.load(Ordering::SeqCst);
+    let same = || link.generation.load(Ordering::SeqCst) == generation;
+    let acked =
+        || usize::try_from(link.acked.load(Ordering::SeqCst).saturating_sub(base)).unwrap_or(0);
+    let mut sent = 0;
+    for e in batch {
+        if client
+            .publish(e.topic.clone(), QoS::AtLeastOnce, false, e.payload.clone())
+            .is_err()
+        {
+            break;
+        }
+        sent += 1;
+    }
+    let mut progress = (acked(), Instant::now());
+    let mut done = 0;
+    while same() && link.connected.load(Ordering::SeqCst) && !stop.load(Ordering::Relaxed) {
+        done = acked().min(sent);
+        if done >= sent {
+            break;
+        }
+        if done > progress.0 {
+            progress = (done, Instant::now());
+        } else if progress.1.elapsed() >= Duration::from_secs(15) {
+            tracing::warn!("the broker acknowledged nothing for 15 s; reconnecting");
+            let _ = client.disconnect();
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    done
 }
 
 /// The spool's own figures, spooled like everything else.
@@ -484,10 +526,21 @@ fn watchdog(
             .args(&w.command[1..])
             .stdin(std::process::Stdio::null())
             .spawn();
+        let started = Instant::now();
         match spawned {
-            Ok(c) => {
+            Ok(mut c) => {
                 let pid = c.id();
-                *child.lock().unwrap_or_else(|e| e.into_inner()) = Some(c);
+                {
+                    // Checked under the lock: a stop that already took the slot
+                    // must not miss this child.
+                    let mut slot = child.lock().unwrap_or_else(|e| e.into_inner());
+                    if stop.load(Ordering::Relaxed) {
+                        let _ = c.kill();
+                        let _ = c.wait();
+                        return;
+                    }
+                    *slot = Some(c);
+                }
                 report("running", Some(pid), restarts);
                 tracing::info!(process = %w.name, pid, "watched process running");
                 // Poll so a stop can take the child away and kill it.
@@ -513,6 +566,11 @@ fn watchdog(
             Err(e) => {
                 tracing::error!(process = %w.name, error = %e, "cannot start the watched process")
             }
+        }
+        // A process that ran well for a while starts its count afresh: the limit is
+        // for crash loops, not for three crashes over months.
+        if started.elapsed() >= STABLE_RUN {
+            restarts = 0;
         }
         if restarts >= w.max_restarts {
             report("crashed", None, restarts);

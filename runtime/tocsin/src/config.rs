@@ -387,9 +387,12 @@ fn validate(config: &Config, fig: &Figment) -> Result<(), ConfigError> {
             origin("mail")
         )));
     }
-    if config.log.max_file_bytes < 4096 || config.log.keep_files == 0 {
+    if config.log.max_file_bytes < 4096
+        || config.log.keep_files == 0
+        || config.log.max_age < std::time::Duration::from_secs(3600)
+    {
         return Err(ConfigError(format!(
-            "log.max_file_bytes must be at least 4096 and log.keep_files at least 1, from {}",
+            "log.max_file_bytes must be at least 4096, log.keep_files at least 1 and log.max_age at least 1h, from {}",
             origin("log")
         )));
     }

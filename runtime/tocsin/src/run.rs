@@ -27,12 +27,8 @@ pub fn run(config: Config) -> anyhow::Result<()> {
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating data_dir {}", config.data_dir.display()))?;
     let store = Arc::new(Store::open(&config.data_dir.join("tocsin.redb"))?);
-    // One NVML handle for the built-in collector and guests' `sensors`.
-    let gpus = Arc::new(if config.collect.gpu {
-        tocsin_capabilities::gpu::GpuMonitor::nvml()
-    } else {
-        tocsin_capabilities::gpu::GpuMonitor::none()
-    });
+    // One NVML handle for the built-in collector (`collect.gpu`) and guests' `sensors`.
+    let gpus = Arc::new(tocsin_capabilities::gpu::GpuMonitor::nvml());
     let engine = Engine::new(
         EngineConfig {
             cache_dir: config

@@ -140,11 +140,13 @@ restart_delay = "100ms"
         let t = stored_ticks(port, outage_start - 2000, outage_end + 2000);
         (t.len() >= 6).then_some(t)
     });
-    let mut gaps: Vec<i64> = ticks.windows(2).map(|w| w[1] - w[0]).collect();
-    gaps.sort();
+    // One value per second: the clock script's seconds, each once and in order. (A round
+    // the 2-core test machine delays past its second shows as one gap of 2; an outage
+    // not delivered would be a gap of 5 or more.)
+    let gaps: Vec<i64> = ticks.windows(2).map(|w| w[1] - w[0]).collect();
     assert!(
-        gaps.last().is_some_and(|g| *g <= 2),
-        "seconds missing around the outage: {ticks:?}"
+        gaps.iter().all(|g| (1..=2).contains(g)) && gaps.iter().filter(|g| **g == 2).count() <= 1,
+        "seconds missing or repeated around the outage: {ticks:?}"
     );
     assert!(ticks[0] >= first as i64);
 

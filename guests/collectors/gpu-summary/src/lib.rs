@@ -1,8 +1,10 @@
 //! Collector `gpu-summary`: derived GPU health from the `sensors` capability (the raw
 //! `gpu_*` series come from the built-in collector). Per GPU: `gpu_memory_used_percent`,
 //! `gpu_power_used_percent`, and `gpu_healthy` — 0 while it is above `max_temp` (param,
-//! default 90 °C), throttled for power or heat, or has uncorrected ECC errors or new XID
-//! events; plus `gpus_total` and `gpus_unhealthy`. No GPU: `gpus_total` 0.
+//! default 90 °C), throttled for power or heat, or has uncorrected ECC errors; plus
+//! `gpus_total` and `gpus_unhealthy`. No GPU: `gpus_total` 0. XID events are the
+//! `gpu-health` rule's (from `gpu_xid_errors_total`): every reader of the sensors drains
+//! them, so a guest reading every 30 s would miss most.
 
 tocsin_guest::world!(collector);
 use tocsin::monitor::sensors;
@@ -40,8 +42,7 @@ impl Guest for GpuSummary {
             let hot = g.temperature_celsius > max_temp;
             let throttled = !g.throttle_reasons.is_empty();
             let ecc = g.ecc_uncorrected.unwrap_or(0) > 0;
-            let xid = !g.xid_events.is_empty();
-            let healthy = !(hot || throttled || ecc || xid);
+            let healthy = !(hot || throttled || ecc);
             if !healthy {
                 unhealthy += 1;
             }

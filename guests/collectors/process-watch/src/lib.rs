@@ -21,8 +21,17 @@ impl Guest for ProcessWatch {
         let mut out = Vec::new();
         for name in names {
             let all = sensors::processes(Some(name)).map_err(|e| format!("processes: {e:?}"))?;
-            // The host matches by substring; a watch means this executable exactly.
-            let procs: Vec<_> = all.iter().filter(|p| p.name == name).collect();
+            // The host matches by substring; a watch means this executable exactly: the
+            // kernel's name (cut at 15 bytes) or the basename of the command's first word.
+            let short = &name[..name.floor_char_boundary(15)];
+            let procs: Vec<_> = all
+                .iter()
+                .filter(|p| {
+                    let exe = p.cmd.split(' ').next().unwrap_or("");
+                    let base = exe.rsplit('/').next().unwrap_or(exe);
+                    p.name == name || base == name || (name.len() > 15 && p.name == short)
+                })
+                .collect();
             let l = sorted_labels([("name", name)]);
             let mut push = |metric: &str, value: f64| {
                 out.push(Sample {

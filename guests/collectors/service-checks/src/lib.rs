@@ -2,7 +2,8 @@
 //! would run them. Params (comma-separated): `ports` (`host:port` → `port_up{target}`,
 //! `port_latency_seconds{target}`), `urls` (→ `http_up{url}` for a 2xx/3xx answer,
 //! `http_status{url}`, `http_latency_seconds{url}`), `units` (systemd → `unit_active{unit}`
-//! and `unit_state{unit,state}`), `timeout_ms` per check (default 2000).
+//! and `unit_state{unit,state}`, 1 for the current state and 0 for the others),
+//! `timeout_ms` per check (default 2000).
 
 tocsin_guest::world!(collector);
 use tocsin::monitor::sensors;
@@ -100,16 +101,27 @@ impl Guest for ServiceChecks {
                         ts,
                         if active { 1.0 } else { 0.0 },
                     );
-                    push(
-                        &mut out,
-                        "unit_state",
-                        sorted_labels([
-                            ("unit", unit.as_str()),
-                            ("state", s.active_state.as_str()),
-                        ]),
-                        ts,
-                        1.0,
-                    );
+                    let mut states = vec![
+                        "active",
+                        "reloading",
+                        "inactive",
+                        "failed",
+                        "activating",
+                        "deactivating",
+                    ];
+                    if !states.contains(&s.active_state.as_str()) {
+                        states.push(s.active_state.as_str());
+                    }
+                    for state in states {
+                        let now = if state == s.active_state { 1.0 } else { 0.0 };
+                        push(
+                            &mut out,
+                            "unit_state",
+                            sorted_labels([("unit", unit.as_str()), ("state", state)]),
+                            ts,
+                            now,
+                        );
+                    }
                 }
                 Err(_) => push(&mut out, "unit_active", l, ts, 0.0),
             }
