@@ -1,5 +1,6 @@
 //! Samples sent over HTTP: `POST /api/v1/write` (Prometheus remote_write, so another
-//! Tocsin or a Prometheus can forward here) and `POST /api/metrics` (a JSON batch). A
+//! Tocsin or a Prometheus can forward here), `POST /api/metrics` (a JSON batch) and
+//! `POST /api/metrics/text` (Prometheus text exposition lines, what a script prints). A
 //! client token's samples all carry `client="<its id>"`, whatever they said; an admin's
 //! are stored as sent. Valid samples are stored even when others in the batch are not.
 
@@ -107,6 +108,35 @@ pub struct JsonSample {
 pub struct JsonBatch {
     /// The samples.
     samples: Vec<JsonSample>,
+}
+
+/// `POST /api/metrics/text`: Prometheus text exposition (`name{label="v"} value [ts-ms]`
+/// lines; `#` lines skipped). Lines that are not samples are named in the answer; the
+/// others are stored.
+pub async fn text_batch(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    body: Bytes,
+) -> Result<(StatusCode, Json<Value>), AppError> {
+    let text = std::str::from_utf8(&body)
+        .map_err(|e| AppError::new(StatusCode::BAD_REQUEST, format!("body is not UTF-8: {e}")))?;
+    let (samples, bad_lines) = tocsin_store::exposition::parse_text(text, now_ms());
+    let (accepted, mut errors) = store(&state, &caller, samples).await?;
+    errors.extend(
+        bad_lines
+            .iter()
+            .take(10)
+            .map(|(line, why)| format!("line {line}: {why}")),
+    );
+    let status = if errors.is_empty() {
+        StatusCode::OK
+    } else {
+        StatusCode::BAD_REQUEST
+    };
+    Ok((
+        status,
+        Json(json!({ "accepted": accepted, "rejected": errors })),
+    ))
 }
 
 /// `POST /api/metrics`: a JSON batch; answers what was stored and why the rest was not.

@@ -99,6 +99,15 @@ fn operation(e: &Endpoint) -> Value {
                 } } },
             });
         }
+        Input::Text => {
+            op["requestBody"] = json!({
+                "required": true,
+                "content": { "text/plain": { "schema": {
+                    "type": "string",
+                    "description": "Prometheus text exposition: `name{label=\"v\"} value [timestamp-ms]` per line",
+                } } },
+            });
+        }
         Input::Form => {
             op["requestBody"] = json!({
                 "required": true,

@@ -26,6 +26,8 @@ pub enum Input {
     Form,
     /// A snappy-compressed protobuf (remote_write).
     Protobuf,
+    /// Plain text (the Prometheus text exposition format).
+    Text,
 }
 
 /// What an endpoint answers with.
@@ -132,6 +134,7 @@ pub fn endpoints(metrics: Need) -> Vec<Endpoint> {
         at(M::GET, "/api/metrics/latest", Operator, "The newest point of each selected series", get(crate::metrics::latest))
             .query(&["selector", "lookback"]),
         at(M::POST, "/api/metrics", Client, "A JSON batch of samples (a client token's samples get its client label)", post(ingest::json_batch)),
+        at(M::POST, "/api/metrics/text", Client, "Samples in the Prometheus text format, one per line (a client token's samples get its client label)", post(ingest::text_batch)).io(Input::Text, Output::Json),
         at(M::POST, "/api/v1/write", Client, "Prometheus remote_write into Tocsin (a client token's samples get its client label)", post(ingest::remote_write))
             .io(Input::Protobuf, Output::Empty),
         at(M::GET, "/api/logs", Operator, "Log records, newest first", get(logs::list)).query(&["source", "level", "since", "limit"]),

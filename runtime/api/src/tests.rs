@@ -410,7 +410,7 @@ async fn every_route_refuses_missing_unknown_and_too_weak_tokens() {
     let promised = |method: &str, path: &str| match (method, path) {
         (_, "/healthz" | "/login" | "/logout" | "/api/openapi.json") => Need::Public,
         ("GET", "/") => Need::Page,
-        ("POST", "/api/metrics" | "/api/v1/write") => Need::Client,
+        ("POST", "/api/metrics" | "/api/metrics/text" | "/api/v1/write") => Need::Client,
         (
             "POST",
             "/api/notifications" | "/api/policies/{name}" | "/api/policies/{name}/rollback",
@@ -1048,6 +1048,31 @@ async fn clients_ingest_only_under_their_own_id() {
         ],
         "a client cannot speak for another"
     );
+
+    // The text format, as a script prints it: bad lines named, the rest kept, pinned.
+    let (status, body) = post(
+        CLIENT,
+        "/api/metrics/text",
+        b"# HELP queue_depth Jobs\nqueue_depth{queue=\"mail\",client=\"x\"} 7 3000\nnot a sample\n"
+            .to_vec(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(body["accepted"], 1, "{body}");
+    assert!(
+        body["rejected"][0]
+            .as_str()
+            .is_some_and(|e| e.starts_with("line 3:")),
+        "{body}"
+    );
+    let depth = store.query_raw("queue_depth", 0, i64::MAX).expect("query");
+    assert_eq!(
+        depth[0].key.labels[0],
+        ("client".to_string(), "probe-1".to_string())
+    );
+    assert_eq!(depth[0].points, vec![(3000, 7.0)]);
+    let (status, _) = post(CLIENT, "/api/metrics/text", vec![0xff, 0xfe]).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
 
     // Another Tocsin (or Prometheus) forwarding with remote_write.
     let batch = vec![tocsin_store::Sample {
