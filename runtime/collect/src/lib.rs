@@ -7,6 +7,7 @@ pub mod logs;
 pub mod node;
 pub mod script;
 pub mod tail;
+pub mod tools;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -83,6 +84,11 @@ pub struct CollectConfig {
     pub journal: bool,
     /// Follow the kernel ring buffer (`/dev/kmsg`, needs root or CAP_SYSLOG).
     pub kmsg: bool,
+    /// IPMI hardware sensors through `ipmitool sdr` (every minute at most), where it is
+    /// installed and readable.
+    pub ipmi: bool,
+    /// Container state through `docker ps` (every 15 s at most), where docker runs.
+    pub docker: bool,
 }
 
 impl Default for CollectConfig {
@@ -95,6 +101,8 @@ impl Default for CollectConfig {
             log_files: Vec::new(),
             journal: false,
             kmsg: false,
+            ipmi: true,
+            docker: true,
         }
     }
 }
@@ -154,6 +162,14 @@ pub fn start(
             .name(format!("script-{}", script.name))
             .spawn(move || script_loop(&script, store.as_ref(), &stop))?;
     }
+    if config.ipmi {
+        let every = config.interval.max(Duration::from_secs(60));
+        tools::spawn(tools::Tool::Ipmi, every, store.clone(), stop.clone())?;
+    }
+    if config.docker {
+        let every = config.interval.max(Duration::from_secs(15));
+        tools::spawn(tools::Tool::Docker, every, store.clone(), stop.clone())?;
+    }
     if !config.log_files.is_empty() || config.journal || config.kmsg {
         logs::spawn(
             config.log_files.clone(),
@@ -166,7 +182,7 @@ pub fn start(
     Ok(())
 }
 
-fn now_ms() -> i64 {
+pub(crate) fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
@@ -174,7 +190,7 @@ fn now_ms() -> i64 {
 
 /// Sleep until the next multiple of `interval` (rounds land on even timestamps), waking
 /// at least every 250 ms to notice `stop`. False when stopping.
-fn wait_next(interval: Duration, stop: &AtomicBool) -> bool {
+pub(crate) fn wait_next(interval: Duration, stop: &AtomicBool) -> bool {
     let every = i64::try_from(interval.as_millis())
         .unwrap_or(i64::MAX)
         .max(1);

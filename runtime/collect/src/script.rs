@@ -129,7 +129,7 @@ pub fn run(script: &ScriptConfig, ts_ms: i64) -> Run {
 
 /// Standard output of a successful run.
 fn execute(script: &ScriptConfig) -> Result<String, String> {
-    let mut command = if script.shell {
+    let command = if script.shell {
         let mut c = Command::new("sh");
         c.arg("-c").args(&script.command);
         c
@@ -138,6 +138,13 @@ fn execute(script: &ScriptConfig) -> Result<String, String> {
         c.args(&script.command[1..]);
         c
     };
+    output(command, script.timeout)
+}
+
+/// Standard output (at most `MAX_OUTPUT_BYTES`) of `command` if it succeeds within
+/// `timeout`; it runs in its own process group, killed whole at the deadline.
+pub(crate) fn output(mut command: Command, timeout: Duration) -> Result<String, String> {
+    let program = command.get_program().to_string_lossy().into_owned();
     // Its own process group: a timeout kills what it started too, and nothing it leaves
     // behind keeps the output pipe (and this thread) waiting.
     std::os::unix::process::CommandExt::process_group(&mut command, 0);
@@ -146,7 +153,7 @@ fn execute(script: &ScriptConfig) -> Result<String, String> {
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
-        .map_err(|e| format!("cannot start {:?}: {e}", script.command[0]))?;
+        .map_err(|e| format!("cannot start {program:?}: {e}"))?;
     let stdout = child.stdout.take().ok_or("no standard output")?;
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
@@ -157,8 +164,8 @@ fn execute(script: &ScriptConfig) -> Result<String, String> {
         let _ = std::io::copy(&mut limited.into_inner(), &mut std::io::sink());
         let _ = tx.send(buf);
     });
-    let deadline = Instant::now() + script.timeout;
-    let timed_out = || format!("timed out after {:?}", script.timeout);
+    let deadline = Instant::now() + timeout;
+    let timed_out = || format!("timed out after {timeout:?}");
     let status = loop {
         match child.try_wait() {
             Ok(Some(status)) => break status,
