@@ -110,6 +110,20 @@ pub struct JsonBatch {
     samples: Vec<JsonSample>,
 }
 
+/// 200 when every sample was stored, else 400; both name what was stored and why the rest
+/// was not.
+fn answer(accepted: usize, errors: Vec<String>) -> (StatusCode, Json<Value>) {
+    let status = if errors.is_empty() {
+        StatusCode::OK
+    } else {
+        StatusCode::BAD_REQUEST
+    };
+    (
+        status,
+        Json(json!({ "accepted": accepted, "rejected": errors })),
+    )
+}
+
 /// `POST /api/metrics/text`: Prometheus text exposition (`name{label="v"} value [ts-ms]`
 /// lines; `#` lines skipped). Lines that are not samples are named in the answer; the
 /// others are stored.
@@ -128,15 +142,7 @@ pub async fn text_batch(
             .take(10)
             .map(|(line, why)| format!("line {line}: {why}")),
     );
-    let status = if errors.is_empty() {
-        StatusCode::OK
-    } else {
-        StatusCode::BAD_REQUEST
-    };
-    Ok((
-        status,
-        Json(json!({ "accepted": accepted, "rejected": errors })),
-    ))
+    Ok(answer(accepted, errors))
 }
 
 /// `POST /api/metrics`: a JSON batch; answers what was stored and why the rest was not.
@@ -158,13 +164,5 @@ pub async fn json_batch(
         })
         .collect();
     let (accepted, errors) = store(&state, &caller, samples).await?;
-    let status = if errors.is_empty() {
-        StatusCode::OK
-    } else {
-        StatusCode::BAD_REQUEST
-    };
-    Ok((
-        status,
-        Json(json!({ "accepted": accepted, "rejected": errors })),
-    ))
+    Ok(answer(accepted, errors))
 }
