@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 use tocsin_store::{Level, LogRecord, Sample};
 
-use crate::Sink;
+use crate::{Sink, now_ms};
 
 use crate::tail::{Tailer, detect_level};
 
@@ -70,14 +70,14 @@ pub fn spawn(
 ) -> std::io::Result<()> {
     let (tx, rx) = sync_channel::<Incoming>(10_000);
     if journal {
-        let cursor = saved(&store, "journal");
+        let cursor = store.position("journal");
         let (tx, stop) = (tx.clone(), stop.clone());
         std::thread::Builder::new()
             .name("logs-journal".into())
             .spawn(move || read_journal(cursor, tx, stop))?;
     }
     if kmsg {
-        let seq = saved(&store, "kmsg");
+        let seq = store.position("kmsg");
         let (tx, stop) = (tx.clone(), stop.clone());
         std::thread::Builder::new()
             .name("logs-kmsg".into())
@@ -88,7 +88,9 @@ pub fn spawn(
         .iter()
         .map(|f| {
             let key = f.path.display().to_string();
-            let position = saved(&store, &key).and_then(|v| serde_json::from_str(&v).ok());
+            let position = store
+                .position(&key)
+                .and_then(|v| serde_json::from_str(&v).ok());
             (
                 f.source(),
                 Tailer::new(f.path.clone(), f.from_start, position),
@@ -99,16 +101,6 @@ pub fn spawn(
         .name("logs".into())
         .spawn(move || write_loop(tailers, rx, store, stop))?;
     Ok(())
-}
-
-fn saved(store: &Arc<dyn Sink>, key: &str) -> Option<String> {
-    store.position(key)
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
 fn write_loop(

@@ -308,10 +308,10 @@ pub fn agent(config: Config) -> anyhow::Result<()> {
     }
     {
         let (link, stop, store) = (link.clone(), stop.clone(), store.clone());
-        let (heartbeat, hb_topic) = (agent.heartbeat, format!("{topic}/heartbeat"));
+        let (heartbeat, topic) = (agent.heartbeat, topic.clone());
         std::thread::Builder::new()
             .name("agent-publish".into())
-            .spawn(move || publish_loop(&store, &link, &stop, heartbeat, &hb_topic))?;
+            .spawn(move || publish_loop(&store, &link, &stop, heartbeat, &topic))?;
     }
     let child = Arc::new(Mutex::new(None));
     if let Some(w) = agent.watchdog.clone() {
@@ -388,20 +388,14 @@ fn connection_loop(options: MqttOptions, link: &Link, stop: &AtomicBool, status:
 /// Send the spool oldest first, a batch at a time (at most `BATCH` messages and
 /// `BATCH_BYTES`); what the broker acknowledged leaves the spool, the rest is sent again
 /// on the next connection.
-fn publish_loop(
-    store: &Store,
-    link: &Link,
-    stop: &AtomicBool,
-    heartbeat: Duration,
-    hb_topic: &str,
-) {
+fn publish_loop(store: &Store, link: &Link, stop: &AtomicBool, heartbeat: Duration, topic: &str) {
     let mut last_heartbeat: Option<Instant> = None;
     let mut last_stats = Instant::now();
     while !stop.load(Ordering::Relaxed) {
         // Written while disconnected too: an outage is when they matter.
         if last_stats.elapsed() >= Duration::from_secs(10) {
             last_stats = Instant::now();
-            spool_stats(store, hb_topic);
+            spool_stats(store, &format!("{topic}/metrics"));
         }
         let client = match link.client() {
             Some(c) if link.connected.load(Ordering::SeqCst) => c,
@@ -411,7 +405,7 @@ fn publish_loop(
             }
         };
         if last_heartbeat.is_none_or(|t| t.elapsed() >= heartbeat) {
-            let _ = client.try_publish(hb_topic, QoS::AtMostOnce, false, "{}");
+            let _ = client.try_publish(format!("{topic}/heartbeat"), QoS::AtMostOnce, false, "{}");
             last_heartbeat = Some(Instant::now());
         }
         let mut batch = match store.spool_peek(BATCH) {
@@ -484,7 +478,7 @@ fn send_batch(client: &Client, link: &Link, batch: &[SpoolEntry], stop: &AtomicB
 }
 
 /// The spool's own figures, spooled like everything else.
-fn spool_stats(store: &Store, hb_topic: &str) {
+fn spool_stats(store: &Store, topic: &str) {
     let Ok(stats) = store.spool_stats() else {
         return;
     };
@@ -496,9 +490,8 @@ fn spool_stats(store: &Store, hb_topic: &str) {
         sample("agent_spool_bytes", stats.bytes),
         sample("agent_spool_dropped_total", stats.dropped),
     ]});
-    let topic = hb_topic.trim_end_matches("heartbeat").to_string() + "metrics";
     if let Ok(bytes) = serde_json::to_vec(&payload) {
-        let _ = store.spool_push(&[(topic.as_str(), bytes.as_slice())], u64::MAX);
+        let _ = store.spool_push(&[(topic, bytes.as_slice())], u64::MAX);
     }
 }
 
